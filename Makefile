@@ -1,0 +1,48 @@
+# taskmill: make demo | make test | make bench | make build
+#
+# Everything a fresh clone needs is here: the targets create .venv, install the
+# package with its dev tools, and (for the client) run npm ci in bridge_js/.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+NODE_STAMP := bridge_js/node_modules/.installed-stamp
+
+.PHONY: venv demo test test-python test-bridge lint bench bench-full build clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	touch $(STAMP)
+
+$(NODE_STAMP): bridge_js/package.json bridge_js/package-lock.json
+	cd bridge_js && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+demo: venv
+	$(PY) examples/quickstart.py
+
+lint: venv
+	$(PY) -m ruff check sidecar tests bench examples
+	$(PY) -m mypy
+
+test-python: venv
+	$(PY) -m pytest -q
+
+test-bridge: venv $(NODE_STAMP)
+	cd bridge_js && npm run build && npm run typecheck && npm test
+
+test: lint test-python
+
+bench: venv
+	$(PY) -m bench --quick
+
+bench-full: venv
+	$(PY) -m bench --full
+
+clean:
+	rm -rf $(VENV) bridge_js/node_modules bridge_js/dist build/out

@@ -1,0 +1,189 @@
+"""What an executor sees while it runs: :class:`TaskContext`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import ChainMap
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TaskCancelled
+from ..model import IoBudget, JSONValue, Submission, SubmitResult, TaskRecord
+
+if TYPE_CHECKING:
+    from .core import Scheduler
+
+__all__ = ["CancelSignal", "ProgressReporter", "TaskContext"]
+
+
+class CancelSignal:
+    """Set when the task is cancelled, preempted, paused or shut down.
+
+    Usable from coroutines (``await signal.wait()``) and threads
+    (``signal.is_set()``).
+    """
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+        self._event = asyncio.Event()
+        #: Why: "cancelled", "preempted", "paused", "superseded" or "shutdown".
+        self.reason: str | None = None
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def __bool__(self) -> bool:
+        return self._flag.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def _set(self, reason: str) -> None:
+        if self._flag.is_set():
+            return
+        self.reason = reason
+        self._flag.set()
+        self._event.set()
+
+
+class ProgressReporter:
+    """Reports how far a task has got; each report becomes a ``progress`` event."""
+
+    def __init__(self, ctx: TaskContext) -> None:
+        self._ctx = ctx
+
+    def report(self, fraction: float, message: str | None = None) -> None:
+        """Report progress as a fraction 0..1 (clamped)."""
+        self._ctx._on_progress(max(0.0, min(1.0, float(fraction))), message)
+
+    def report_fraction(
+        self, done: int | float, total: int | float, message: str | None = None
+    ) -> None:
+        """Report ``done / total`` (1.0 when ``total`` is 0)."""
+        self.report(1.0 if total == 0 else done / total, message)
+
+
+class TaskContext:
+    """The running task's record, cancellation signal, progress and IO counters.
+
+    Attributes:
+        record: The task as claimed for this run.
+        attempt: 1 for the first run, 2 for the first retry, and so on.
+        cancelled: Set when the run must stop; see :meth:`check_cancelled`.
+        progress: ``ctx.progress.report(0.5, "halfway")``.
+        state: Shared state, the domain's first, then the scheduler's.
+        phase: ``"execute"`` or ``"finalize"``.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        record: TaskRecord,
+        attempt: int,
+        state: Mapping[Any, Any],
+        loop: asyncio.AbstractEventLoop,
+        phase: str = "execute",
+    ) -> None:
+        self._scheduler = scheduler
+        self.record = record
+        self.attempt = attempt
+        self.phase = phase
+        self.cancelled = CancelSignal()
+        self.progress = ProgressReporter(self)
+        self.state: Mapping[Any, Any] = state
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._io = [0, 0, 0, 0]
+        self._io_lock = threading.Lock()
+        #: Latest reported progress (fraction, message, monotonic ms of report).
+        self.reported: tuple[float, str | None, int] | None = None
+        self._progress_sink: Callable[[TaskContext, float, str | None], None] | None = None
+
+    @property
+    def task_id(self) -> int:
+        return self.record.id
+
+    @property
+    def payload(self) -> JSONValue:
+        return self.record.payload
+
+    @property
+    def task_type(self) -> str:
+        return self.record.task_type
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`TaskCancelled` if the run must stop."""
+        if self.cancelled.is_set():
+            raise TaskCancelled(self.cancelled.reason or "cancelled")
+
+    def _on_progress(self, fraction: float, message: str | None) -> None:
+        sink = self._progress_sink
+        if sink is None or self.cancelled.is_set():
+            return
+        if threading.get_ident() == self._loop_thread:
+            sink(self, fraction, message)
+        else:
+            self._loop.call_soon_threadsafe(sink, self, fraction, message)
+
+    def _add_io(self, index: int, n: int) -> None:
+        if n < 0:
+            raise ValueError("byte counts are non-negative")
+        with self._io_lock:
+            self._io[index] += int(n)
+
+    def record_read_bytes(self, n: int) -> None:
+        """Add ``n`` to the bytes this task read from disk."""
+        self._add_io(0, n)
+
+    def record_write_bytes(self, n: int) -> None:
+        """Add ``n`` to the bytes this task wrote to disk."""
+        self._add_io(1, n)
+
+    def record_net_rx_bytes(self, n: int) -> None:
+        """Add ``n`` to the bytes this task received from the network."""
+        self._add_io(2, n)
+
+    def record_net_tx_bytes(self, n: int) -> None:
+        """Add ``n`` to the bytes this task sent over the network."""
+        self._add_io(3, n)
+
+    @property
+    def actual_io(self) -> IoBudget:
+        with self._io_lock:
+            r, w, rx, tx = self._io
+        return IoBudget(disk_read=r, disk_write=w, net_rx=rx, net_tx=tx)
+
+    async def submit(
+        self, task_type: str, payload: JSONValue = None, **options: Any
+    ) -> SubmitResult:
+        """Submit another (independent) task from inside this one."""
+        return await self._scheduler.submit(task_type, payload, **options)
+
+    async def spawn_child(
+        self, task_type: str, payload: JSONValue = None, **options: Any
+    ) -> SubmitResult:
+        """Submit a child of this task; the parent waits for it before finalizing."""
+        options["parent_id"] = self.record.id
+        return await self._scheduler.submit(task_type, payload, **options)
+
+    async def spawn_children(self, subs: list[Submission]) -> list[SubmitResult]:
+        """Submit several children in one transaction."""
+        return await self._scheduler._spawn_children(self.record, subs)
+
+    async def spawn_sibling(
+        self, task_type: str, payload: JSONValue = None, **options: Any
+    ) -> SubmitResult:
+        """Submit a task under this task's parent.
+
+        Raises:
+            InvalidState: this task has no parent.
+        """
+        return await self._scheduler._spawn_sibling(self.record, task_type, payload, options)
+
+
+def state_view(
+    domain_state: Mapping[Any, Any], global_state: Mapping[Any, Any]
+) -> Mapping[Any, Any]:
+    """Domain state first, then global."""
+    return ChainMap(domain_state, global_state)  # type: ignore[arg-type]

@@ -1,0 +1,991 @@
+"""The scheduler: public API, run loop and executions.
+
+A task's path: :meth:`Scheduler.submit` resolves defaults (pure policy) and
+inserts it (one store operation); the run loop wakes, and in one store
+operation records every execution that finished since the last turn and
+claims the next tasks the gate admits; each claimed task runs as an asyncio
+task with a :class:`TaskContext`; when it ends, its outcome waits for the next
+turn. Events are emitted after the store has committed, so a client that sees
+``completed`` can read the completed record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..clock import Clock, SystemClock
+from ..errors import (
+    InvalidParams,
+    NotFound,
+    PayloadTooLarge,
+    ShuttingDown,
+    StorageError,
+    TaskmillError,
+)
+from ..model import (
+    JSONValue,
+    Outcome,
+    Progress,
+    RetryPolicy,
+    Submission,
+    SubmitResult,
+    TaskRecord,
+    parse_priority,
+)
+from ..store import db
+from ..store.rows import Finish, NewTask
+from ..store.store import Store
+from .config import SchedulerConfig
+from .context import TaskContext, state_view
+from .domain import BoundExecutor, Domain, TypeRegistry
+from .events import EventBus, EventFilter, Subscription
+from .policy import (
+    GateState,
+    decide_failure,
+    dedup_key,
+    encode_payload,
+    encode_result,
+    next_wake_ms,
+    policy_from_json,
+    resolve_submission,
+)
+
+__all__ = ["RemoteExecutors", "Scheduler"]
+
+log = logging.getLogger(__name__)
+
+ShutdownMode = Literal["graceful", "hard"]
+
+
+class RemoteExecutors(Protocol):
+    """Executors that live outside this process (remote workers)."""
+
+    def free_slots(self) -> Mapping[str, int]:
+        """Free execution slots per task type with a live worker."""
+        ...
+
+    def executor_for(self, task_type: str) -> BoundExecutor | None:
+        """Reserve a slot and return an executor for one run, or None if none is free."""
+        ...
+
+
+@dataclass(slots=True, eq=False)
+class Execution:
+    """One run of one task in this process."""
+
+    record: TaskRecord
+    dispatch_count: int
+    ctx: TaskContext
+    executor: BoundExecutor | None
+    started_mono: float
+    phase: str = "execute"
+    task: asyncio.Task[None] | None = None
+    progress: Progress = field(default_factory=Progress)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    #: The Python value returned, kept for the ``completed`` event.
+    value: Any = None
+
+
+class Scheduler:
+    """A persistent, priority-aware task scheduler over one SQLite file.
+
+    Example::
+
+        media = Domain("media")
+
+        @media.task("thumb")
+        async def thumb(payload, ctx):
+            ctx.progress.report(0.5)
+            return {"ok": True}
+
+        async with Scheduler("tasks.db", domains=[media]) as sched:
+            res = await sched.submit("media::thumb", {"path": "a.png"})
+            rec = await sched.wait_for(res.id)
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        domains: Sequence[Domain] = (),
+        config: SchedulerConfig | None = None,
+        clock: Clock | None = None,
+        state: Mapping[Any, Any] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.path = path
+        self.config = config or SchedulerConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.registry = TypeRegistry(list(domains))
+        #: Global shared state, seen by executors after their domain's state.
+        self.state: dict[Any, Any] = dict(state or {})
+        self.events = EventBus(self.clock.now_ms)
+        self._rng = rng or random.Random()
+        self._store: Store | None = None
+        self._running: dict[int, Execution] = {}
+        self._stopping_execs: set[Execution] = set()
+        self._finished: list[tuple[Finish, Execution]] = []
+        self._wake_event = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._max_concurrency = self.config.max_concurrency
+        self._paused = False
+        self._dispatching = False
+        self._accepting = False
+        self._closed = asyncio.Event()
+        self._shutdown_started = False
+        self._closing_loop = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._next_due: int | None = None
+        self._completions = 0
+        self._turns_started = 0
+        self._turns_done = 0
+        self._tick_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.metrics: Counter[str] = Counter()
+        self.remote: RemoteExecutors | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.clock.on_change(self.wake)
+
+    # ------------------------------------------------------------------
+    # Lifecycle
+
+    async def start(self) -> Scheduler:
+        """Open the database, recover from a crash, and start dispatching.
+
+        Raises:
+            StorageError: the database cannot be opened (it is left untouched).
+        """
+        if self._store is not None:
+            return self
+        self._store = await Store.open(
+            self.path,
+            synchronous=self.config.synchronous.upper(),
+            busy_timeout_ms=self.config.busy_timeout_ms,
+        )
+        now = self.clock.now_ms()
+        recovery = await self._store.write(lambda c: db.recover(c, now))
+        if recovery.requeued:
+            log.info("recovered %d interrupted task(s) back to pending", recovery.requeued)
+        self._accepting = True
+        self._dispatching = True
+        self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="taskmill-loop")
+        return self
+
+    async def __aenter__(self) -> Scheduler:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown("graceful")
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ShuttingDown("the scheduler is not started")
+        return self._store
+
+    def wake(self) -> None:
+        """Make the run loop take a turn now."""
+        self._wake_event.set()
+
+    def add_domain(self, domain: Domain) -> None:
+        """Register a domain (and its types) at runtime."""
+        self.registry.add_domain(domain)
+        self.wake()
+
+    # ------------------------------------------------------------------
+    # Submission
+
+    async def submit(
+        self, task_type: str, payload: JSONValue = None, **options: Any
+    ) -> SubmitResult:
+        """Submit one task. ``options`` are the fields of :class:`Submission`.
+
+        Returns the outcome: ``inserted``, ``duplicate``, ``upgraded``,
+        ``requeued`` or ``superseded``, with the task's id.
+
+        Raises:
+            UnknownTaskType, InvalidParams, PayloadTooLarge, ShuttingDown, StorageError.
+        """
+        try:
+            sub = Submission(task_type=task_type, payload=payload, **options)
+        except TypeError as exc:
+            raise InvalidParams(str(exc)) from exc
+        return (await self.submit_many([sub]))[0]
+
+    async def submit_batch(self, subs: Sequence[Submission]) -> list[SubmitResult]:
+        """Submit many tasks in one transaction; equal keys within it are last-wins."""
+        return await self.submit_many(subs)
+
+    async def submit_many(
+        self, subs: Sequence[Submission], *, parent: TaskRecord | None = None
+    ) -> list[SubmitResult]:
+        self._check_accepting()
+        now = self.clock.now_ms()
+        items: list[NewTask] = []
+        parents: dict[int, TaskRecord | None] = {}
+        for i, sub in enumerate(subs):
+            try:
+                p = parent
+                if p is None and sub.parent_id is not None:
+                    if sub.parent_id not in parents:
+                        parents[sub.parent_id] = await self._parent_record(sub.parent_id)
+                    p = parents[sub.parent_id]
+                items.append(resolve_submission(sub, self.registry, self.config, now, parent=p))
+            except TaskmillError as exc:
+                if len(subs) > 1 and exc.field is not None:
+                    exc.field = f"tasks[{i}].{exc.field}"
+                raise
+        effects = await self.store.write(lambda c: db.submit(c, items, now))
+        return self._apply_submit_effects(effects)
+
+    async def _parent_record(self, parent_id: int) -> TaskRecord:
+        ex = self._running.get(parent_id)
+        if ex is not None:
+            return ex.record
+        rec = await self.store.read(lambda c: db.get_active(c, parent_id))
+        if rec is None:
+            raise InvalidParams(f"parent task {parent_id} is not active", field="parent_id")
+        return rec
+
+    def _apply_submit_effects(self, effects: list[db.SubmitEffect]) -> list[SubmitResult]:
+        out: list[SubmitResult] = []
+        changed = False
+        for eff in effects:
+            out.append(SubmitResult(outcome=eff.outcome, id=eff.id, replaced_id=eff.replaced_id))
+            if eff.outcome is Outcome.DUPLICATE:
+                continue
+            changed = True
+            self.metrics["submitted"] += eff.outcome in (Outcome.INSERTED, Outcome.SUPERSEDED)
+            for ct in eff.cancelled:
+                self._stop_execution(ct.record.id, "superseded")
+                self.metrics["cancelled"] += 1
+                self.events.emit("cancelled", ct.record, reason="superseded")
+            if eff.outcome is Outcome.SUPERSEDED and eff.old_record is not None:
+                self.metrics["superseded"] += 1
+                if eff.stop_running:
+                    self._stop_execution(eff.old_record.id, "superseded")
+                self.events.emit("superseded", eff.old_record, new_task_id=eff.id)
+            assert eff.record is not None
+            self.events.emit("submitted", eff.record, outcome=eff.outcome.value)
+        if changed:
+            self.wake()
+        return out
+
+    async def _spawn_children(
+        self, parent: TaskRecord, subs: Sequence[Submission]
+    ) -> list[SubmitResult]:
+        import dataclasses
+
+        fixed = [dataclasses.replace(s, parent_id=parent.id) for s in subs]
+        return await self.submit_many(fixed, parent=parent)
+
+    async def _spawn_sibling(
+        self, rec: TaskRecord, task_type: str, payload: JSONValue, options: dict[str, Any]
+    ) -> SubmitResult:
+        from ..errors import InvalidState
+
+        if rec.parent_id is None:
+            raise InvalidState(f"task {rec.id} has no parent, so it cannot spawn a sibling")
+        options["parent_id"] = rec.parent_id
+        return await self.submit(task_type, payload, **options)
+
+    def _check_accepting(self) -> None:
+        if not self._accepting:
+            if self._store is None and not self._shutdown_started:
+                raise ShuttingDown("the scheduler is not started")
+            raise ShuttingDown("the scheduler is shutting down")
+
+    # ------------------------------------------------------------------
+    # The run loop
+
+    async def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            self._wake_event.clear()
+            self._turns_started += 1
+            try:
+                await self._turn()
+                backoff = 0.0
+            except StorageError as exc:
+                backoff = min(2.0, backoff * 2 or 0.05)
+                log.error("dispatch turn failed, retrying in %.2fs: %s", backoff, exc)
+            except Exception:  # a bug; keep the scheduler alive
+                backoff = min(2.0, backoff * 2 or 0.05)
+                log.exception("dispatch turn failed")
+            finally:
+                self._turns_done += 1
+                self._resolve_tick_waiters()
+            if (
+                not self._dispatching
+                and self._shutdown_started
+                and not self._finished
+                and (not self._running or self._closing_loop)
+            ):
+                return
+            if self._wake_event.is_set() and not backoff:
+                await asyncio.sleep(0)
+                continue
+            now = self.clock.now_ms()
+            delay_ms = next_wake_ms(now, self._next_due, self.config.poll_interval_ms)
+            if backoff:
+                delay_ms = int(backoff * 1000)
+            if not self.clock.is_real:
+                # Fake time moves only by advance(), which wakes us.
+                delay_ms = self.config.poll_interval_ms
+            if delay_ms > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay_ms / 1000):
+                        await self._wake_event.wait()
+
+    def _resolve_tick_waiters(self) -> None:
+        if not self._tick_waiters:
+            return
+        keep = []
+        for target, fut in self._tick_waiters:
+            if self._turns_done >= target:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((target, fut))
+        self._tick_waiters = keep
+
+    async def tick(self, timeout: float = 10.0) -> None:
+        """Wake the run loop and wait until one whole turn has run after this call.
+
+        Tests use it to observe the scheduler deterministically (e.g. after
+        advancing a fake clock) instead of sleeping.
+        """
+        if self._loop_task is None or self._loop_task.done():
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tick_waiters.append((self._turns_started + 1, fut))
+        self.wake()
+        async with asyncio.timeout(timeout):
+            await fut
+
+    def _gate_state(self) -> GateState:
+        by_domain: dict[str, int] = {}
+        by_type: dict[str, int] = {}
+        for ex in self._running.values():
+            r = ex.record
+            by_domain[r.domain] = by_domain.get(r.domain, 0) + 1
+            by_type[r.task_type] = by_type.get(r.task_type, 0) + 1
+        domain_caps = {
+            name: d.max_concurrency
+            for name, d in self.registry.domains.items()
+            if d.max_concurrency is not None
+        }
+        type_caps: dict[str, int] = {}
+        unavailable: set[str] = set()
+        budget: dict[str, int] = {}
+        free = self.remote.free_slots() if self.remote is not None else {}
+        for tt in self.registry.all_types():
+            if tt.max_concurrency is not None:
+                type_caps[tt.qualified] = tt.max_concurrency
+            if tt.executor is None:
+                slots = free.get(tt.qualified, 0)
+                if slots <= 0:
+                    unavailable.add(tt.qualified)
+                else:
+                    budget[tt.qualified] = slots
+        return GateState(
+            running_by_domain=by_domain,
+            running_by_type=by_type,
+            domain_caps=domain_caps,
+            type_caps=type_caps,
+            unavailable=frozenset(unavailable),
+            type_budget=budget,
+        )
+
+    async def _turn(self) -> None:
+        now = self.clock.now_ms()
+        finished, self._finished = self._finished, []
+        limit = 0
+        if self._dispatching and not self._paused:
+            limit = max(0, self._max_concurrency - len(self._running))
+        due = self._next_due is not None and self._next_due <= now
+        if not finished and limit == 0 and not due:
+            return
+        finishes = [f for f, _ in finished]
+        completions = sum(1 for f in finishes if f.kind != "retry")
+        retention = self.config.retention
+        prune = False
+        if completions and (retention.max_count is not None or retention.max_age_ms is not None):
+            before = self._completions
+            self._completions += completions
+            interval = max(1, retention.prune_interval)
+            prune = before == 0 or before // interval != self._completions // interval
+        gate = self._gate_state() if limit else None
+
+        def op(conn: Any) -> tuple[list[db.FinishResult], db.ClaimResult, int]:
+            results = db.finish(conn, finishes, now) if finishes else []
+            pruned = (
+                db.prune_history(conn, now, retention.max_count, retention.max_age_ms)
+                if prune
+                else 0
+            )
+            if limit and gate is not None:
+                claim = db.claim(conn, now, limit, gate.admit)
+            else:
+                claim = db.ClaimResult([], [], db.next_due(conn))
+            return results, claim, pruned
+
+        try:
+            results, claim, _ = await self.store.write(op)
+        except BaseException:
+            # Nothing was written: keep the outcomes for the next turn.
+            self._finished[:0] = finished
+            raise
+        self._next_due = claim.next_due
+        for (f, ex), res in zip(finished, results, strict=True):
+            self._after_finish(f, ex, res, now)
+        for rec in claim.expired:
+            self.metrics["expired"] += 1
+            self.events.emit("expired", rec, age_ms=now - rec.created_at)
+        for c in claim.claimed:
+            self._launch(c)
+        if not self._running:
+            self._idle.set()
+
+    def _after_finish(self, f: Finish, ex: Execution, res: db.FinishResult, now: int) -> None:
+        rec = ex.record
+        kind = res.kind
+        if kind == "stale":
+            return
+        duration = max(0, now - (rec.started_at or now))
+        if kind in ("completed", "requeued"):
+            self.metrics["completed"] += 1
+            self.events.emit("completed", rec, duration_ms=duration, result=ex.value)
+        elif kind == "retry":
+            self.metrics["failed"] += 1
+            self.metrics["retried"] += 1
+            self.events.emit(
+                "failed",
+                rec,
+                error=f.error,
+                retryable=True,
+                will_retry=True,
+                retry_after_ms=f.retry_delay_ms,
+                attempt=rec.retry_count + 1,
+            )
+        elif kind == "dead_letter":
+            self.metrics["dead_lettered"] += 1
+            self.metrics["failed"] += 1
+            self.events.emit("dead_lettered", rec, error=f.error, retry_count=rec.retry_count)
+        else:
+            self.metrics["failed"] += 1
+            self.events.emit(
+                "failed",
+                rec,
+                error=f.error,
+                retryable=False,
+                will_retry=False,
+                retry_after_ms=None,
+                attempt=rec.retry_count + 1,
+            )
+
+    def _launch(self, claimed: db.Claimed) -> None:
+        rec = claimed.record
+        tt = self.registry.find(rec.task_type)
+        executor: BoundExecutor | None = None
+        if tt is not None:
+            executor = tt.executor
+            if executor is None and self.remote is not None:
+                executor = self.remote.executor_for(rec.task_type)
+        domain = self.registry.domains.get(rec.domain)
+        loop = asyncio.get_running_loop()
+        ctx = TaskContext(
+            self,
+            rec,
+            rec.retry_count + 1,
+            state_view(domain.state if domain else {}, self.state),
+            loop,
+        )
+        ctx._progress_sink = self._on_progress
+        ex = Execution(
+            record=rec,
+            dispatch_count=claimed.dispatch_count,
+            ctx=ctx,
+            executor=executor,
+            started_mono=time.monotonic(),
+            policy=policy_from_json(claimed.retry_policy_json, self.config.retry),
+        )
+        self._running[rec.id] = ex
+        self._idle.clear()
+        self.metrics["dispatched"] += 1
+        self.events.emit("dispatched", rec, attempt=rec.retry_count + 1)
+        ex.task = loop.create_task(self._execute(ex), name=f"taskmill-task-{rec.id}")
+
+    async def _execute(self, ex: Execution) -> None:
+        rec = ex.record
+        finish: Finish | None = None
+        try:
+            if ex.executor is None:
+                from ..errors import TaskError
+
+                raise TaskError.permanent(f"no executor registered for type {rec.task_type!r}")
+            if ex.phase == "finalize" and ex.executor.finalize is not None:
+                value = await ex.executor.finalize(rec.payload, None, ex.ctx)
+            else:
+                value = await ex.executor.execute(rec.payload, ex.ctx)
+        except asyncio.CancelledError:
+            finish = None
+            if not ex.ctx.cancelled.is_set():
+                raise
+        except Exception as exc:
+            decision = decide_failure(exc, rec.retry_count, rec.max_retries, ex.policy, self._rng)
+            if not isinstance(exc, TaskmillError):
+                log.debug("task %s failed: %s", rec.id, decision.message)
+            finish = Finish(
+                task_id=rec.id,
+                dispatch_count=ex.dispatch_count,
+                kind=decision.kind,
+                error=decision.message,
+                retry_delay_ms=decision.delay_ms,
+                actual_io=ex.ctx.actual_io,
+                phase=ex.phase,
+            )
+        else:
+            try:
+                result_json = encode_result(value)
+            except (InvalidParams, PayloadTooLarge) as exc:
+                finish = Finish(
+                    task_id=rec.id,
+                    dispatch_count=ex.dispatch_count,
+                    kind="failed",
+                    error=exc.message,
+                    actual_io=ex.ctx.actual_io,
+                    phase=ex.phase,
+                )
+            else:
+                ex.value = value
+                finish = Finish(
+                    task_id=rec.id,
+                    dispatch_count=ex.dispatch_count,
+                    kind="completed",
+                    result_json=result_json,
+                    actual_io=ex.ctx.actual_io,
+                    phase=ex.phase,
+                )
+        finally:
+            if self._running.get(rec.id) is ex:
+                del self._running[rec.id]
+            self._stopping_execs.discard(ex)
+            if not self._running:
+                self._idle.set()
+            if finish is not None:
+                self._finished.append((finish, ex))
+            self.wake()
+
+    def _on_progress(self, ctx: TaskContext, fraction: float, message: str | None) -> None:
+        ex = self._running.get(ctx.record.id)
+        if ex is None or ex.ctx is not ctx:
+            return
+        ex.progress = Progress(percent=fraction, message=message, reported=True)
+        ctx.reported = (fraction, message, int(time.monotonic() * 1000))
+        self.events.emit("progress", ex.record, percent=fraction, message=message, reported=True)
+
+    def _stop_execution(self, task_id: int, reason: str) -> Execution | None:
+        """Signal a running execution to stop; its outcome will be ignored."""
+        ex = self._running.pop(task_id, None)
+        if ex is None:
+            return None
+        self._stopping_execs.add(ex)
+        ex.ctx.cancelled._set(reason)
+        if ex.task is not None and not ex.task.done():
+            ex.task.cancel()
+        if not self._running:
+            self._idle.set()
+        hook = ex.executor.on_cancel if ex.executor is not None else None
+        if hook is not None and reason in ("cancelled", "superseded"):
+            self._fire_cancel_hook(hook, ex)
+        self.wake()
+        return ex
+
+    def _fire_cancel_hook(self, hook: Any, ex: Execution) -> None:
+        timeout = self.config.cancel_hook_timeout_ms / 1000
+
+        async def run() -> None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await hook(ex.record.payload, ex.ctx)
+            except Exception:
+                log.warning("on_cancel hook of task %s failed", ex.record.id, exc_info=True)
+
+        t = asyncio.get_running_loop().create_task(run())
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------
+    # Control
+
+    async def cancel(self, task_id: int, *, reason: str = "cancelled") -> bool:
+        """Cancel an active task and its children. False if it is not active."""
+        now = self.clock.now_ms()
+        cancelled = await self.store.write(lambda c: db.cancel(c, [task_id], now, reason))
+        self._after_cancel(cancelled, reason)
+        return any(ct.record.id == task_id for ct in cancelled)
+
+    async def cancel_where(self, flt: db.TaskFilter) -> list[int]:
+        """Cancel every active task matching the filter; returns the ids cancelled."""
+        if flt.is_empty():
+            raise InvalidParams("give at least one filter", field="filter")
+        now = self.clock.now_ms()
+
+        def op(conn: Any) -> list[db.CancelledTask]:
+            return db.cancel(conn, db.active_ids(conn, flt), now, "cancelled")
+
+        cancelled = await self.store.write(op)
+        self._after_cancel(cancelled, "cancelled")
+        return [ct.record.id for ct in cancelled]
+
+    def _after_cancel(self, cancelled: list[db.CancelledTask], reason: str) -> None:
+        for ct in cancelled:
+            self._stop_execution(ct.record.id, reason)
+            self.metrics["cancelled"] += 1
+            self.events.emit("cancelled", ct.record, reason=reason)
+        if cancelled:
+            self.wake()
+
+    async def set_priority(self, task_id: int, priority: int | str) -> bool:
+        """Change the priority of a pending, paused or blocked task."""
+        value = parse_priority(priority)
+        updated = await self.store.write(lambda c: db.set_priority(c, task_id, value))
+        if updated:
+            self.wake()
+        return updated
+
+    async def retry_dead_letter(self, task_id: int) -> SubmitResult:
+        """Resubmit a dead-lettered task as a new task (retry count 0)."""
+        rec = await self.store.read(lambda c: db.retry_source(c, task_id))
+        sub = Submission(
+            task_type=rec.task_type,
+            payload=rec.payload,
+            key=None if rec.label == rec.task_type else rec.label,
+            label=rec.label,
+            priority=rec.priority,
+            group=rec.group,
+            tags=dict(rec.tags),
+            expected_io=rec.expected_io,
+        )
+        return (await self.submit_many([sub]))[0]
+
+    async def pause(self) -> None:
+        """Pause everything: running tasks stop and go back to paused."""
+        if self._paused:
+            return
+        self._paused = True
+        await self._pause_running(list(self._running.values()), db.PAUSE_GLOBAL, "paused")
+        self.events.emit("paused")
+
+    async def resume(self) -> None:
+        """Undo :meth:`pause`."""
+        if not self._paused:
+            return
+        self._paused = False
+        now = self.clock.now_ms()
+        await self.store.write(lambda c: db.clear_pause_bit(c, db.PAUSE_GLOBAL, now))
+        self.events.emit("resumed")
+        self.wake()
+
+    @property
+    def is_paused(self) -> bool:
+        return self._paused
+
+    async def _pause_running(
+        self, execs: list[Execution], bit: int, reason: str, by_task_id: int | None = None
+    ) -> list[int]:
+        if not execs:
+            return []
+        now = self.clock.now_ms()
+        pairs = [(ex.record.id, ex.dispatch_count) for ex in execs]
+        done = await self.store.write(lambda c: db.pause_running(c, pairs, bit, now))
+        done_set = set(done)
+        for ex in execs:
+            if ex.record.id in done_set:
+                self._stop_execution(ex.record.id, reason)
+                self.metrics["preempted"] += 1
+                self.events.emit("preempted", ex.record, by_task_id=by_task_id)
+        return done
+
+    def set_max_concurrency(self, value: int) -> None:
+        """Change how many tasks may run at once (from the next dispatch)."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidParams("max_concurrency must be a non-negative integer", field="value")
+        self._max_concurrency = value
+        self.wake()
+
+    @property
+    def max_concurrency(self) -> int:
+        return self._max_concurrency
+
+    async def shutdown(
+        self, mode: ShutdownMode = "graceful", timeout_ms: int | None = None
+    ) -> None:
+        """Stop the scheduler.
+
+        ``graceful``: stop dispatching, let running tasks finish for up to the
+        drain timeout, then stop the rest and put them back to pending.
+        ``hard``: stop running tasks at once, back to pending (no retry counted).
+        """
+        if self._shutdown_started:
+            await self._closed.wait()
+            return
+        self._shutdown_started = True
+        self._accepting = False
+        self._dispatching = False
+        if self._store is None:
+            self._closed.set()
+            return
+        self.events.emit("shutdown", mode=mode)
+        if mode == "graceful" and self._running:
+            timeout = (self.config.drain_timeout_ms if timeout_ms is None else timeout_ms) / 1000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._idle.wait()
+        remaining = list(self._running.values())
+        if remaining:
+            pairs = [(ex.record.id, ex.dispatch_count) for ex in remaining]
+            try:
+                await self.store.write(lambda c: db.return_to_pending(c, pairs))
+            except StorageError as exc:
+                log.error("could not return running tasks to pending: %s", exc)
+            for ex in remaining:
+                self._stop_execution(ex.record.id, "shutdown")
+        stopping = [ex.task for ex in self._stopping_execs if ex.task is not None]
+        if stopping:
+            # Give cancelled executions a moment to unwind.
+            await asyncio.wait(stopping, timeout=1.0)
+        self._closing_loop = True
+        self.wake()
+        if self._loop_task is not None:
+            with contextlib.suppress(Exception):
+                await self._loop_task
+            if self._finished:
+                with contextlib.suppress(Exception):
+                    await self._turn()
+        for _, fut in self._tick_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._tick_waiters.clear()
+        for t in list(self._background):
+            t.cancel()
+        self.events.close_all()
+        await self._store.close()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # ------------------------------------------------------------------
+    # Events
+
+    def subscribe(
+        self, flt: EventFilter | None = None, *, maxsize: int | None = None, **filters: Any
+    ) -> Subscription:
+        """Subscribe to events; iterate the result with ``async for``.
+
+        ``filters`` are the fields of :class:`EventFilter` (kinds, domains,
+        task_types, task_ids, tags, progress_interval_ms).
+        """
+        if flt is None:
+            flt = EventFilter.of(**filters)
+        return self.events.subscribe(flt, maxsize=maxsize or self.config.event_buffer)
+
+    async def wait_for(self, task_id: int, timeout: float | None = None) -> TaskRecord:
+        """Wait until a task reaches a final state and return its record.
+
+        Raises:
+            NotFound: no such task.
+            TimeoutError: it did not finish in time.
+        """
+        sub = self.subscribe(task_ids=[task_id])
+        try:
+            async with asyncio.timeout(timeout):
+                rec = await self.get(task_id)
+                while rec.status.is_active:
+                    ev = await sub.get()
+                    if ev.kind == "lagged" or ev.is_terminal:
+                        rec = await self.get(task_id)
+                return rec
+        finally:
+            sub.close()
+
+    # ------------------------------------------------------------------
+    # Queries
+
+    async def get(self, task_id: int) -> TaskRecord:
+        """The active record of a task, else its latest history record.
+
+        Raises:
+            NotFound: no task has that id.
+        """
+        rec = await self.store.read(lambda c: db.get(c, task_id))
+        if rec is None:
+            raise NotFound(f"no task with id {task_id}", field="id")
+        return self._overlay(rec)
+
+    def _overlay(self, rec: TaskRecord) -> TaskRecord:
+        ex = self._running.get(rec.id)
+        if ex is None or rec.history_id is not None:
+            return rec
+        return rec.evolve(progress=ex.progress)
+
+    async def lookup(
+        self, task_type: str, key: str | None = None, *, payload: JSONValue = None
+    ) -> tuple[str, TaskRecord | None]:
+        """Find a task by type and dedup key (or payload).
+
+        Returns ``("active" | "history" | "not_found", record or None)``.
+        """
+        tt = self.registry.find(task_type)
+        qualified = tt.qualified if tt is not None else task_type
+        canonical = encode_payload(payload)[1]
+        hashed = dedup_key(qualified, key, canonical)
+        where, rec = await self.store.read(lambda c: db.lookup(c, hashed))
+        return where, (self._overlay(rec) if rec is not None else None)
+
+    async def list_tasks(
+        self, flt: db.TaskFilter | None = None, *, limit: int = 100, offset: int = 0
+    ) -> tuple[list[TaskRecord], int]:
+        """Active tasks matching the filter, by id, with the total count."""
+        f = flt or db.TaskFilter()
+        recs, total = await self.store.read(lambda c: db.list_active(c, f, limit, offset))
+        return [self._overlay(r) for r in recs], total
+
+    async def history(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        task_type: str | None = None,
+        key: str | None = None,
+        domain: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[TaskRecord], int]:
+        """History records, newest first. ``key`` is the explicit dedup key
+        (with ``task_type``) or the hashed key as records show it."""
+        hashed = key
+        if key is not None and task_type is not None:
+            hashed = dedup_key(task_type, key, "")
+            if len(key) == 64 and all(ch in "0123456789abcdef" for ch in key):
+                hashed = key
+        return await self.store.read(
+            lambda c: db.list_history(
+                c,
+                status=status,
+                task_type=task_type,
+                key=hashed,
+                domain=domain,
+                limit=limit,
+                offset=offset,
+            )
+        )
+
+    async def history_stats(self, task_type: str) -> dict[str, Any]:
+        """Count, average duration and IO, and failure rate of a type's history."""
+        return await self.store.read(lambda c: db.history_stats(c, task_type))
+
+    async def avg_throughput(self, task_type: str, n: int = 20) -> dict[str, float]:
+        """Mean bytes/s of the type's last ``n`` completed runs."""
+        return await self.store.read(lambda c: db.avg_throughput(c, task_type, n))
+
+    def running(self) -> list[TaskRecord]:
+        """Records of the tasks running now, with their progress."""
+        return [ex.record.evolve(progress=ex.progress) for ex in self._running.values()]
+
+    async def snapshot(self, domain: str | None = None) -> dict[str, Any]:
+        """Everything a UI needs in one call (protocol section 7)."""
+        counts = await self.store.read(lambda c: db.status_counts(c, domain))
+        domain_counts = await self.store.read(db.domain_counts)
+        running = [r for r in self.running() if domain is None or r.domain == domain]
+        by_domain: dict[str, int] = Counter(r.domain for r in self.running())
+        domains = []
+        for name in sorted(set(self.registry.domains) | set(domain_counts)):
+            if domain is not None and name != domain:
+                continue
+            d = self.registry.domains.get(name)
+            c = domain_counts.get(name, {})
+            domains.append(
+                {
+                    "domain": name,
+                    "paused": False,
+                    "running": by_domain.get(name, 0),
+                    "pending": c.get("pending", 0),
+                    "max_concurrency": d.max_concurrency if d else None,
+                }
+            )
+        return {
+            "running": [r.to_dict() for r in running],
+            "pending_count": counts.get("pending", 0),
+            "paused_count": counts.get("paused", 0),
+            "blocked_count": counts.get("blocked", 0),
+            "waiting_count": counts.get("waiting", 0),
+            "running_count": len(running),
+            "progress": [
+                {
+                    "task_id": r.id,
+                    "percent": r.progress.percent,
+                    "reported": r.progress.reported,
+                    "extrapolated": r.progress.extrapolated,
+                    "message": r.progress.message,
+                }
+                for r in running
+            ],
+            "pressure": 0.0,
+            "pressure_breakdown": [],
+            "resources": {
+                "cpu": 0.0,
+                "disk_read_bps": 0.0,
+                "disk_write_bps": 0.0,
+                "net_rx_bps": 0.0,
+                "net_tx_bps": 0.0,
+                "memory": 0.0,
+            },
+            "max_concurrency": self._max_concurrency,
+            "is_paused": self._paused,
+            "domains": domains,
+            "groups": [],
+            "rate_limits": [],
+            "recurring": [],
+            "aging": None,
+            "seq": self.events.seq,
+        }
+
+    async def metrics_snapshot(self) -> dict[str, Any]:
+        """Counters since start and current gauges."""
+        counts = await self.store.read(lambda c: db.status_counts(c))
+        names = (
+            "submitted",
+            "dispatched",
+            "completed",
+            "failed",
+            "retried",
+            "dead_lettered",
+            "superseded",
+            "cancelled",
+            "expired",
+            "preempted",
+            "recurring_skipped",
+            "gate_denials",
+            "rate_limited",
+        )
+        return {
+            "counters": {n: self.metrics.get(n, 0) for n in names},
+            "gauges": {
+                "pending": counts.get("pending", 0),
+                "running": len(self._running),
+                "paused": counts.get("paused", 0),
+                "blocked": counts.get("blocked", 0),
+                "waiting": counts.get("waiting", 0),
+                "pressure": 0.0,
+            },
+        }

@@ -1,0 +1,429 @@
+"""Typed events, filters, and bounded per-subscriber delivery.
+
+The scheduler emits every event through an :class:`EventBus`. Emitting is a
+synchronous, constant-time append to each matching subscription, so a slow
+subscriber never slows dispatch: each subscription has a bounded buffer;
+progress events are coalesced per task first (the latest value wins), and a
+lifecycle event that finds the buffer full is dropped and counted, to be
+reported as one ``lagged {missed}`` event at the point of the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidParams
+from ..model import TaskRecord
+
+__all__ = [
+    "EVENT_KINDS",
+    "SCHEDULER_EVENT_KINDS",
+    "TASK_EVENT_KINDS",
+    "TERMINAL_KINDS",
+    "Event",
+    "EventBus",
+    "EventFilter",
+    "Subscription",
+]
+
+TASK_EVENT_KINDS = frozenset(
+    {
+        "submitted",
+        "dispatched",
+        "progress",
+        "completed",
+        "failed",
+        "dead_lettered",
+        "preempted",
+        "cancelled",
+        "superseded",
+        "expired",
+        "waiting",
+        "unblocked",
+        "dependency_failed",
+        "recurring_skipped",
+        "recurring_completed",
+    }
+)
+SCHEDULER_EVENT_KINDS = frozenset(
+    {
+        "paused",
+        "resumed",
+        "domain_paused",
+        "domain_resumed",
+        "group_paused",
+        "group_resumed",
+        "group_weight_changed",
+        "pressure",
+        "lagged",
+        "shutdown",
+    }
+)
+EVENT_KINDS = TASK_EVENT_KINDS | SCHEDULER_EVENT_KINDS
+
+#: Kinds after which a task emits nothing more under its id (unless re-run).
+TERMINAL_KINDS = frozenset(
+    {"completed", "dead_lettered", "cancelled", "superseded", "expired", "dependency_failed"}
+)
+
+
+class Event:
+    """One event. ``data`` is the wire form without the subscription id."""
+
+    __slots__ = ("at", "data", "domain", "kind", "seq", "tags", "task_id", "task_type")
+
+    def __init__(
+        self,
+        seq: int,
+        at: int,
+        kind: str,
+        data: dict[str, Any],
+        task_id: int | None = None,
+        task_type: str | None = None,
+        domain: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.seq = seq
+        self.at = at
+        self.kind = kind
+        self.data = data
+        self.task_id = task_id
+        self.task_type = task_type
+        self.domain = domain
+        self.tags = tags
+
+    def __getitem__(self, name: str) -> Any:
+        return self.data[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.data.get(name, default)
+
+    def __repr__(self) -> str:
+        return f"Event({self.data!r})"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the task reached a final state with this event."""
+        if self.kind == "failed":
+            return not self.data.get("will_retry", False)
+        return self.kind in TERMINAL_KINDS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventFilter:
+    """Which events a subscription receives; every set field must match (AND).
+
+    A field only applies to events that carry it: ``domains`` filters task
+    events and ``domain_*`` events, while ``paused`` or ``shutdown`` pass any
+    task filter. ``progress_interval_ms`` coalesces progress per task: at most
+    one progress event per task per interval, the latest value wins; 0 sends
+    every report.
+    """
+
+    kinds: frozenset[str] | None = None
+    domains: frozenset[str] | None = None
+    task_types: frozenset[str] | None = None
+    task_ids: frozenset[int] | None = None
+    tags: Mapping[str, str] | None = None
+    progress_interval_ms: int = 100
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        kinds: Collection[str] | None = None,
+        domains: Collection[str] | None = None,
+        task_types: Collection[str] | None = None,
+        task_ids: Collection[int] | None = None,
+        tags: Mapping[str, str] | None = None,
+        progress_interval_ms: int = 100,
+    ) -> EventFilter:
+        """Build a filter from any collections, checking the kinds."""
+        if kinds is not None:
+            unknown = set(kinds) - EVENT_KINDS
+            if unknown:
+                raise InvalidParams(
+                    f"unknown event kind {sorted(unknown)[0]!r}", field="filter.kinds"
+                )
+        if progress_interval_ms < 0:
+            raise InvalidParams(
+                "progress_interval_ms must be >= 0", field="filter.progress_interval_ms"
+            )
+        return cls(
+            kinds=None if kinds is None else frozenset(kinds),
+            domains=None if domains is None else frozenset(domains),
+            task_types=None if task_types is None else frozenset(task_types),
+            task_ids=None if task_ids is None else frozenset(task_ids),
+            tags=None if tags is None else dict(tags),
+            progress_interval_ms=progress_interval_ms,
+        )
+
+    def matches(self, ev: Event) -> bool:
+        if ev.kind == "lagged":
+            return True
+        if self.kinds is not None and ev.kind not in self.kinds:
+            return False
+        if ev.task_id is None:
+            if self.domains is not None and "domain" in ev.data:
+                return ev.data["domain"] in self.domains
+            return True
+        if self.domains is not None and ev.domain not in self.domains:
+            return False
+        if self.task_types is not None and ev.task_type not in self.task_types:
+            return False
+        if self.task_ids is not None and ev.task_id not in self.task_ids:
+            return False
+        if self.tags:
+            tags = ev.tags or {}
+            for k, v in self.tags.items():
+                if tags.get(k) != v:
+                    return False
+        return True
+
+
+def header(rec: TaskRecord, effective_priority: int | None = None) -> dict[str, Any]:
+    """The fields every task event carries."""
+    return {
+        "task_id": rec.id,
+        "task_type": rec.task_type,
+        "domain": rec.domain,
+        "key": rec.key,
+        "label": rec.label,
+        "tags": dict(rec.tags),
+        "base_priority": rec.priority,
+        "effective_priority": (
+            rec.effective_priority if effective_priority is None else effective_priority
+        ),
+        "parent_id": rec.parent_id,
+    }
+
+
+class Subscription:
+    """A bounded, filtered stream of events; iterate it with ``async for``.
+
+    Call :meth:`close` (or leave the ``async with`` block) to stop receiving.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        sub_id: int,
+        flt: EventFilter,
+        maxsize: int,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.id = sub_id
+        self.filter = flt
+        self.maxsize = maxsize
+        self._bus = bus
+        self._buf: deque[Event] = deque()
+        self._missed = 0
+        self._interval_s = flt.progress_interval_ms / 1000.0
+        self._pending_progress: dict[int, Event] = {}
+        self._last_progress: dict[int, float] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_ready = on_ready
+        self.closed = False
+        #: Total events dropped because the buffer was full.
+        self.dropped = 0
+
+    # -- producer side (called by the bus) -------------------------------
+
+    def _offer(self, ev: Event) -> None:
+        if ev.kind == "progress" and self._interval_s > 0:
+            self._offer_progress(ev)
+            return
+        if ev.task_id is not None and ev.task_id in self._pending_progress:
+            self._push(self._pending_progress.pop(ev.task_id))
+        if ev.task_id is not None and ev.is_terminal:
+            self._last_progress.pop(ev.task_id, None)
+        self._push(ev)
+
+    def _offer_progress(self, ev: Event) -> None:
+        assert ev.task_id is not None
+        now = time.monotonic()
+        last = self._last_progress.get(ev.task_id)
+        if ev.task_id not in self._pending_progress and (
+            last is None or now - last >= self._interval_s
+        ):
+            self._last_progress[ev.task_id] = now
+            self._push(ev)
+            return
+        self._pending_progress[ev.task_id] = ev
+        if self._flush_handle is None:
+            delay = self._interval_s if last is None else max(0.0, last + self._interval_s - now)
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._flush_handle = loop.call_later(delay, self._flush_progress)
+
+    def _flush_progress(self) -> None:
+        self._flush_handle = None
+        if self.closed or not self._pending_progress:
+            return
+        now = time.monotonic()
+        due = [
+            tid
+            for tid in self._pending_progress
+            if now - self._last_progress.get(tid, 0.0) >= self._interval_s - 0.001
+        ]
+        for tid in due:
+            self._last_progress[tid] = now
+            self._push(self._pending_progress.pop(tid))
+        if self._pending_progress:
+            soonest = min(self._last_progress.get(t, now) for t in self._pending_progress)
+            delay = max(0.001, soonest + self._interval_s - now)
+            self._flush_handle = asyncio.get_running_loop().call_later(delay, self._flush_progress)
+
+    def _push(self, ev: Event) -> None:
+        if len(self._buf) >= self.maxsize:
+            self._missed += 1
+            self.dropped += 1
+            return
+        if self._missed:
+            # Room again: report the gap where it happened, then go on.
+            if len(self._buf) + 1 >= self.maxsize:
+                self._missed += 1
+                self.dropped += 1
+                return
+            self._buf.append(self._bus._lagged(self._missed))
+            self._missed = 0
+        self._buf.append(ev)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        if self._on_ready is not None:
+            self._on_ready()
+
+    # -- consumer side ---------------------------------------------------
+
+    def get_nowait(self) -> Event | None:
+        """The next buffered event, or None."""
+        if self._buf:
+            return self._buf.popleft()
+        if self._missed:
+            ev = self._bus._lagged(self._missed)
+            self._missed = 0
+            return ev
+        return None
+
+    def pending(self) -> int:
+        return len(self._buf) + (1 if self._missed else 0)
+
+    async def get(self, timeout: float | None = None) -> Event:
+        """Wait for the next event.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+            StopAsyncIteration: the subscription is closed and drained.
+        """
+        while True:
+            ev = self.get_nowait()
+            if ev is not None:
+                return ev
+            if self.closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                if timeout is None:
+                    await self._waiter
+                else:
+                    async with asyncio.timeout(timeout):
+                        await self._waiter
+            finally:
+                self._waiter = None
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop receiving; buffered events can still be read."""
+        if self.closed:
+            return
+        self.closed = True
+        self._bus._remove(self)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._wake()
+
+
+class EventBus:
+    """Numbers events and hands each to the subscriptions whose filter matches."""
+
+    def __init__(self, now_ms: Callable[[], int]) -> None:
+        self._now_ms = now_ms
+        self._seq = 0
+        self._ids = itertools.count(1)
+        self._subs: dict[int, Subscription] = {}
+
+    @property
+    def seq(self) -> int:
+        """The seq of the last event emitted."""
+        return self._seq
+
+    def subscribe(
+        self,
+        flt: EventFilter | None = None,
+        *,
+        maxsize: int = 1024,
+        on_ready: Callable[[], None] | None = None,
+    ) -> Subscription:
+        sub = Subscription(self, next(self._ids), flt or EventFilter(), max(2, maxsize), on_ready)
+        self._subs[sub.id] = sub
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        self._subs.pop(sub.id, None)
+
+    def close_all(self) -> None:
+        for sub in list(self._subs.values()):
+            sub.close()
+
+    def emit(self, kind: str, rec: TaskRecord | None = None, /, **fields: Any) -> Event | None:
+        """Emit an event; task events take the record their header is built from."""
+        self._seq += 1
+        if not self._subs:
+            return None
+        at = self._now_ms()
+        data: dict[str, Any] = {"seq": self._seq, "at": at, "kind": kind}
+        if rec is not None:
+            data.update(header(rec, fields.pop("effective_priority", None)))
+            data.update(fields)
+            ev = Event(self._seq, at, kind, data, rec.id, rec.task_type, rec.domain, rec.tags)
+        else:
+            data.update(fields)
+            ev = Event(self._seq, at, kind, data)
+        for sub in list(self._subs.values()):
+            if sub.filter.matches(ev):
+                sub._offer(ev)
+        return ev
+
+    def _lagged(self, missed: int) -> Event:
+        # A lagged notice is not a scheduler event: it does not take a seq.
+        at = self._now_ms()
+        return Event(
+            self._seq,
+            at,
+            "lagged",
+            {"seq": self._seq, "at": at, "kind": "lagged", "missed": missed},
+        )

@@ -1,0 +1,1190 @@
+"""Synchronous database operations: the only module that writes SQL.
+
+Each public function takes an open :class:`sqlite3.Connection` and runs on
+the store's database thread, inside a transaction the caller (the async
+:class:`~taskmill.store.store.Store`) opened. One function is one logical
+operation, so a whole operation costs one hop to the database thread however
+many statements it runs.
+
+Functions return plain data; they never touch scheduler state. The scheduler
+applies in-memory effects (events, cancelling executions) from what they return.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, NamedTuple
+
+from ..errors import InvalidParams, InvalidState, NotFound, StorageError
+from ..model import IoBudget, Outcome, Status, TaskRecord
+from .rows import Finish, NewTask, record_from_row
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Admission",
+    "CancelledTask",
+    "Candidate",
+    "ClaimResult",
+    "Claimed",
+    "FinishResult",
+    "SubmitEffect",
+    "open_connection",
+]
+
+# Pause reason bits (independent; a task is pending again only when all clear).
+PAUSE_PREEMPTION = 1
+PAUSE_DOMAIN = 2
+PAUSE_GLOBAL = 4
+PAUSE_GROUP = 8
+
+
+# ---------------------------------------------------------------------------
+# Opening and migrations
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("taskmill.store") / "migrations"
+    out: list[tuple[int, str]] = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql"):
+            out.append((int(name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+SCHEMA_VERSION = max(v for v, _ in _migrations())
+
+
+def open_connection(
+    path: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000
+) -> sqlite3.Connection:
+    """Open (creating if missing), check, configure and migrate a database.
+
+    The file is read before anything is written to it, so a file that is not
+    a taskmill database is refused untouched.
+
+    Raises:
+        StorageError: the file is not SQLite, is corrupt, is from a newer
+            taskmill, or cannot be opened or written.
+    """
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open database {path}: {exc}") from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        # Read first: fails on a non-SQLite or corrupt file without writing.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"database {path} has schema version {version}, newer than this "
+                f"taskmill supports ({SCHEMA_VERSION})"
+            )
+        if version == 0:
+            tables = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+            ).fetchone()[0]
+            if tables:
+                raise StorageError(f"database {path} is not a taskmill database")
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StorageError(f"bad synchronous mode {synchronous!r}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal" and path != ":memory:":
+            raise StorageError(f"database {path}: cannot switch to WAL (got {mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        for number, script in _migrations():
+            if number <= version:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _split_sql(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    except StorageError:
+        conn.close()
+        raise
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StorageError(f"cannot use database {path}: {exc}") from exc
+    return conn
+
+
+def _split_sql(script: str) -> list[str]:
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    parts: list[str] = []
+    buf = ""
+    for line in lines:
+        buf += line + "\n"
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                parts.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        parts.append(buf.strip())
+    return parts
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers
+
+
+_HISTORY_COLUMNS = (
+    "id, task_type, domain, key, label, priority, status, payload, result, memo, group_key, "
+    "parent_id, fail_fast, retry_count, max_retries, last_error, created_at, started_at, "
+    "finished_at, duration_ms, run_after, ttl_ms, ttl_from, expires_at, expected_read, "
+    "expected_write, expected_net_rx, expected_net_tx, actual_read, actual_write, "
+    "actual_net_rx, actual_net_tx, depends_on, tags"
+)
+
+_MOVE_TO_HISTORY = f"""
+INSERT INTO history ({_HISTORY_COLUMNS})
+SELECT id, task_type, domain, key, label, priority, :status, payload, :result,
+       COALESCE(:memo, memo), group_key, parent_id, fail_fast, retry_count + :retry_bump,
+       max_retries, COALESCE(:error, last_error), created_at, started_at, :now,
+       CASE WHEN started_at IS NULL THEN NULL ELSE :now - started_at END,
+       run_after, ttl_ms, ttl_from, expires_at, expected_read, expected_write, expected_net_rx,
+       expected_net_tx, :ar, :aw, :arx, :atx, depends_on, tags
+FROM tasks WHERE id = :id
+"""
+
+
+def _to_history(
+    conn: sqlite3.Connection,
+    task_id: int,
+    status: Status,
+    now: int,
+    *,
+    tags_json: str | None = None,
+    result_json: str | None = None,
+    error: str | None = None,
+    memo_json: str | None = None,
+    actual: IoBudget | None = None,
+    retry_bump: int = 0,
+    delete: bool = True,
+) -> int:
+    """Copy an active row (and its tags) to history; delete it unless told not to."""
+    io = actual or IoBudget()
+    cur = conn.execute(
+        _MOVE_TO_HISTORY,
+        {
+            "status": status.value,
+            "result": result_json,
+            "memo": memo_json,
+            "retry_bump": retry_bump,
+            "error": error,
+            "now": now,
+            "ar": io.disk_read,
+            "aw": io.disk_write,
+            "arx": io.net_rx,
+            "atx": io.net_tx,
+            "id": task_id,
+        },
+    )
+    history_id = cur.lastrowid
+    assert history_id is not None
+    if tags_json is None:
+        row = conn.execute("SELECT tags FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        tags_json = row["tags"] if row else "{}"
+    if tags_json != "{}":
+        conn.execute(
+            "INSERT INTO history_tags (history_id, key, value) "
+            "SELECT ?, key, value FROM task_tags WHERE task_id = ?",
+            (history_id, task_id),
+        )
+    if delete:
+        _delete_active(conn, task_id, has_tags=tags_json != "{}")
+    return history_id
+
+
+def _delete_active(conn: sqlite3.Connection, task_id: int, *, has_tags: bool = True) -> None:
+    if has_tags:
+        conn.execute("DELETE FROM task_tags WHERE task_id = ?", (task_id,))
+    conn.execute("DELETE FROM task_deps WHERE task_id = ?", (task_id,))
+    conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+
+def _insert_tags(conn: sqlite3.Connection, task_id: int, tags: Mapping[str, str]) -> None:
+    if tags:
+        conn.executemany(
+            "INSERT INTO task_tags (task_id, key, value) VALUES (?, ?, ?)",
+            [(task_id, k, v) for k, v in tags.items()],
+        )
+
+
+def _active(conn: sqlite3.Connection, task_id: int) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM tasks WHERE id = ?", (task_id,)
+    ).fetchone()
+    return row
+
+
+def _paused_group(conn: sqlite3.Connection, group: str | None) -> bool:
+    if group is None:
+        return False
+    return (
+        conn.execute("SELECT 1 FROM paused_groups WHERE group_key = ?", (group,)).fetchone()
+        is not None
+    )
+
+
+# ---------------------------------------------------------------------------
+# Submission
+
+
+@dataclass(slots=True, kw_only=True)
+class SubmitEffect:
+    """What one submission did, with what the scheduler needs to react."""
+
+    outcome: Outcome
+    id: int
+    #: The task whose key matched (duplicate/upgraded/requeued/superseded).
+    replaced_id: int | None = None
+    #: The record as it now stands (None for duplicate).
+    record: TaskRecord | None = None
+    #: For supersede: the old record (its header goes in the superseded event).
+    old_record: TaskRecord | None = None
+    #: For supersede of a running or waiting task: it must be stopped.
+    stop_running: bool = False
+    #: Tasks cancelled as a side effect (children of a superseded parent).
+    cancelled: list[CancelledTask] = field(default_factory=list)
+
+
+def submit(conn: sqlite3.Connection, items: Sequence[NewTask], now: int) -> list[SubmitEffect]:
+    """Insert tasks with dedup; a batch is last-wins on equal keys.
+
+    Raises:
+        InvalidParams: a dependency is unknown, failed, or would form a cycle.
+    """
+    last_index: dict[str, int] = {}
+    for i, item in enumerate(items):
+        last_index[item.key] = i
+    effects: list[SubmitEffect | None] = [None] * len(items)
+    for i, item in enumerate(items):
+        if last_index[item.key] != i:
+            continue
+        try:
+            effects[i] = _submit_one(conn, item, now)
+        except InvalidParams as exc:
+            if len(items) > 1 and exc.field is not None:
+                exc.field = f"tasks[{i}].{exc.field}"
+            raise
+    out: list[SubmitEffect] = []
+    for i, item in enumerate(items):
+        eff = effects[i]
+        if eff is None:
+            winner = effects[last_index[item.key]]
+            assert winner is not None
+            eff = SubmitEffect(outcome=Outcome.DUPLICATE, id=winner.id, replaced_id=winner.id)
+        out.append(eff)
+    return out
+
+
+_INSERT_TASK = """
+INSERT INTO tasks (
+    task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
+    fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
+    expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure, depends_on,
+    recurring_interval_ms, recurring_max, pause_reasons, paused_at, tags
+) VALUES (
+    :task_type, :domain, :key, :label, :priority, :status, :delayed, :payload, :group_key,
+    :parent_id, :fail_fast, :max_retries, :retry_policy, :now, :run_after, :er, :ew, :erx, :etx,
+    :ttl_ms, :ttl_from, :expires_at, :on_dep_failure, :depends_on, :rec_interval, :rec_max,
+    :pause_reasons, :paused_at, :tags
+) RETURNING *
+"""
+
+
+def _task_params(item: NewTask, now: int, status: Status, reasons: int) -> dict[str, Any]:
+    return {
+        "task_type": item.task_type,
+        "domain": item.domain,
+        "key": item.key,
+        "label": item.label,
+        "priority": item.priority,
+        "status": status.value,
+        "delayed": 1 if item.run_after is not None and item.run_after > now else 0,
+        "payload": item.payload_json,
+        "group_key": item.group,
+        "parent_id": item.parent_id,
+        "fail_fast": 1 if item.fail_fast else 0,
+        "max_retries": item.max_retries,
+        "retry_policy": item.retry_policy_json,
+        "now": now,
+        "run_after": item.run_after,
+        "er": item.expected_io.disk_read,
+        "ew": item.expected_io.disk_write,
+        "erx": item.expected_io.net_rx,
+        "etx": item.expected_io.net_tx,
+        "ttl_ms": item.ttl_ms,
+        "ttl_from": item.ttl_from,
+        "expires_at": item.expires_at,
+        "on_dep_failure": item.on_dep_failure,
+        "depends_on": json.dumps(item.depends_on),
+        "rec_interval": item.recurring_interval_ms,
+        "rec_max": item.recurring_max,
+        "pause_reasons": reasons,
+        "paused_at": now if reasons else None,
+        "tags": item.tags_json,
+    }
+
+
+def _resolve_dependencies(conn: sqlite3.Connection, item: NewTask) -> list[int]:
+    """Return the dependency ids still active (edges to insert).
+
+    A dependency whose latest record is completed is satisfied; one that ended
+    otherwise fails the submission unless the policy is ``ignore``.
+    """
+    waiting: list[int] = []
+    for dep in dict.fromkeys(item.depends_on):
+        if _active(conn, dep) is not None:
+            waiting.append(dep)
+            continue
+        row = conn.execute(
+            "SELECT status FROM history WHERE id = ? ORDER BY history_id DESC LIMIT 1", (dep,)
+        ).fetchone()
+        if row is None:
+            raise InvalidParams(f"depends_on: no task with id {dep}", field="depends_on")
+        if row["status"] == Status.COMPLETED.value or item.on_dep_failure == "ignore":
+            continue
+        raise InvalidParams(
+            f"depends_on: task {dep} already ended as {row['status']}", field="depends_on"
+        )
+    return waiting
+
+
+def _creates_cycle(conn: sqlite3.Connection, task_id: int, deps: Iterable[int]) -> bool:
+    deps = list(deps)
+    if task_id in deps:
+        return True
+    if not deps:
+        return False
+    marks = ",".join("?" * len(deps))
+    row = conn.execute(
+        f"""
+        WITH RECURSIVE up(id) AS (
+            SELECT depends_on_id FROM task_deps WHERE task_id IN ({marks})
+            UNION
+            SELECT d.depends_on_id FROM task_deps d JOIN up ON d.task_id = up.id
+        )
+        SELECT 1 FROM up WHERE id = ? LIMIT 1
+        """,
+        (*deps, task_id),
+    ).fetchone()
+    return row is not None
+
+
+def _insert_new(conn: sqlite3.Connection, item: NewTask, now: int) -> TaskRecord:
+    waiting = _resolve_dependencies(conn, item) if item.depends_on else []
+    status = Status.BLOCKED if waiting else Status.PENDING
+    reasons = 0
+    if status is Status.PENDING and _paused_group(conn, item.group):
+        status, reasons = Status.PAUSED, PAUSE_GROUP
+    row = conn.execute(_INSERT_TASK, _task_params(item, now, status, reasons)).fetchone()
+    task_id: int = row["id"]
+    _insert_tags(conn, task_id, item.tags)
+    if waiting:
+        conn.executemany(
+            "INSERT OR IGNORE INTO task_deps (task_id, depends_on_id) VALUES (?, ?)",
+            [(task_id, d) for d in waiting],
+        )
+    return record_from_row(row)
+
+
+def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int) -> SubmitEffect:
+    existing = conn.execute("SELECT * FROM tasks WHERE key = ?", (item.key,)).fetchone()
+    if existing is None:
+        rec = _insert_new(conn, item, now)
+        return SubmitEffect(outcome=Outcome.INSERTED, id=rec.id, record=rec)
+    old = record_from_row(existing)
+    status = old.status
+    if item.on_duplicate == "supersede":
+        return _supersede(conn, item, existing, now)
+    if status in (Status.PENDING, Status.PAUSED, Status.BLOCKED) and item.priority < old.priority:
+        conn.execute("UPDATE tasks SET priority = ? WHERE id = ?", (item.priority, old.id))
+        rec = old.evolve(priority=item.priority, effective_priority=item.priority)
+        return SubmitEffect(outcome=Outcome.UPGRADED, id=old.id, replaced_id=old.id, record=rec)
+    if status is Status.RUNNING and item.payload_json != existing["payload"]:
+        prio = item.priority
+        if existing["requeue"] and existing["requeue_priority"] is not None:
+            prio = min(prio, existing["requeue_priority"])
+        conn.execute(
+            "UPDATE tasks SET requeue = 1, requeue_priority = ?, requeue_payload = ? WHERE id = ?",
+            (prio, item.payload_json, old.id),
+        )
+        return SubmitEffect(outcome=Outcome.REQUEUED, id=old.id, replaced_id=old.id, record=old)
+    return SubmitEffect(outcome=Outcome.DUPLICATE, id=old.id, replaced_id=old.id)
+
+
+def _supersede(
+    conn: sqlite3.Connection, item: NewTask, existing: sqlite3.Row, now: int
+) -> SubmitEffect:
+    old = record_from_row(existing)
+    _to_history(conn, old.id, Status.SUPERSEDED, now, tags_json=existing["tags"], delete=False)
+    if old.status in (Status.PENDING, Status.PAUSED, Status.BLOCKED):
+        # Replace in place: the task keeps its id; the aging clock restarts.
+        waiting = _resolve_dependencies(conn, item) if item.depends_on else []
+        if waiting and _creates_cycle(conn, old.id, waiting):
+            raise InvalidParams(
+                "depends_on: the dependencies would form a cycle", field="depends_on"
+            )
+        conn.execute("DELETE FROM task_tags WHERE task_id = ?", (old.id,))
+        conn.execute("DELETE FROM task_deps WHERE task_id = ?", (old.id,))
+        status = Status.BLOCKED if waiting else Status.PENDING
+        reasons = 0
+        if status is Status.PENDING and _paused_group(conn, item.group):
+            status, reasons = Status.PAUSED, PAUSE_GROUP
+        params = _task_params(item, now, status, reasons)
+        params["id"] = old.id
+        row = conn.execute(
+            """
+            UPDATE tasks SET task_type = :task_type, domain = :domain, label = :label,
+                priority = :priority, status = :status, delayed = :delayed, payload = :payload,
+                group_key = :group_key, parent_id = :parent_id, fail_fast = :fail_fast,
+                max_retries = :max_retries, retry_policy = :retry_policy, created_at = :now,
+                started_at = NULL, run_after = :run_after, expected_read = :er,
+                expected_write = :ew, expected_net_rx = :erx, expected_net_tx = :etx,
+                ttl_ms = :ttl_ms, ttl_from = :ttl_from, expires_at = :expires_at,
+                on_dep_failure = :on_dep_failure, depends_on = :depends_on,
+                recurring_interval_ms = :rec_interval, recurring_max = :rec_max,
+                pause_reasons = :pause_reasons, paused_at = :paused_at, tags = :tags,
+                retry_count = 0, last_error = NULL, requeue = 0, requeue_priority = NULL,
+                requeue_payload = NULL, memo = NULL, pause_duration_ms = 0
+            WHERE id = :id RETURNING *
+            """,
+            params,
+        ).fetchone()
+        _insert_tags(conn, old.id, item.tags)
+        if waiting:
+            conn.executemany(
+                "INSERT OR IGNORE INTO task_deps (task_id, depends_on_id) VALUES (?, ?)",
+                [(old.id, d) for d in waiting],
+            )
+        rec = record_from_row(row)
+        return SubmitEffect(
+            outcome=Outcome.SUPERSEDED, id=old.id, replaced_id=old.id, record=rec, old_record=old
+        )
+    # Running or waiting: the old task ends here, its children with it.
+    cancelled = _cancel_children(conn, old.id, now, "superseded")
+    _delete_active(conn, old.id)
+    rec = _insert_new(conn, item, now)
+    return SubmitEffect(
+        outcome=Outcome.SUPERSEDED,
+        id=rec.id,
+        replaced_id=old.id,
+        record=rec,
+        old_record=old,
+        stop_running=True,
+        cancelled=cancelled,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Dispatch
+
+
+class Admission:
+    """What the gate says about one candidate."""
+
+    ADMIT = 0
+    #: Not this one (its group, domain or type is at its cap): try the next.
+    SKIP = 1
+    #: Nothing more this cycle (a global reason).
+    STOP = 2
+
+
+class Candidate(NamedTuple):
+    """The columns of a ready task that gate checks look at."""
+
+    id: int
+    task_type: str
+    domain: str
+    group: str | None
+    priority: int
+    expires_at: int | None
+    created_at: int
+    pause_duration_ms: int
+    expected_read: int
+    expected_write: int
+    expected_net_rx: int
+    expected_net_tx: int
+
+
+_CANDIDATE_COLUMNS = (
+    "id, task_type, domain, group_key, priority, expires_at, created_at, pause_duration_ms, "
+    "expected_read, expected_write, expected_net_rx, expected_net_tx"
+)
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A task claimed for a run, with what the run needs beyond the record."""
+
+    record: TaskRecord
+    dispatch_count: int
+    retry_policy_json: str | None
+    memo_json: str | None
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    claimed: list[Claimed]
+    expired: list[TaskRecord]
+    #: Epoch ms of the earliest delayed task, or None.
+    next_due: int | None
+
+
+#: Gate callback: (candidate) -> Admission.ADMIT/SKIP/STOP, or an int > 2 meaning
+#: "defer until this epoch ms" (rate limits).
+Gate = Callable[[Candidate], int]
+
+_CLAIM_SET = """
+UPDATE tasks SET status = 'running', started_at = ?1, dispatch_count = dispatch_count + 1,
+    expires_at = CASE WHEN ttl_from = 'first_attempt' AND expires_at IS NULL
+                      AND ttl_ms IS NOT NULL THEN ?1 + ttl_ms ELSE expires_at END
+"""
+
+
+def claim(
+    conn: sqlite3.Connection,
+    now: int,
+    limit: int,
+    gate: Gate | None = None,
+    *,
+    scan_limit: int = 256,
+) -> ClaimResult:
+    """Claim up to ``limit`` ready tasks in priority then FIFO order.
+
+    Delayed tasks that came due are made ready first; candidates past their
+    deadline are expired instead of claimed. The gate sees each candidate in
+    order; a candidate-only denial moves on to the next (at most
+    ``scan_limit`` candidates are examined), a global denial ends the scan.
+    """
+    conn.execute(
+        "UPDATE tasks INDEXED BY tasks_delayed SET delayed = 0 "
+        "WHERE status = 'pending' AND delayed = 1 AND run_after <= ?",
+        (now,),
+    )
+    claimed: list[Claimed] = []
+    expired: list[TaskRecord] = []
+    if limit > 0:
+        admitted: list[int] = []
+        scanned = 0
+        last: tuple[int, int] | None = None
+        window = min(scan_limit, max(limit * 2, 16))
+        done = False
+        while not done and scanned < scan_limit:
+            if last is None:
+                rows = conn.execute(
+                    f"SELECT {_CANDIDATE_COLUMNS} FROM tasks INDEXED BY tasks_ready "
+                    "WHERE status = 'pending' AND delayed = 0 ORDER BY priority, id LIMIT ?",
+                    (window,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT {_CANDIDATE_COLUMNS} FROM tasks INDEXED BY tasks_ready "
+                    "WHERE status = 'pending' AND delayed = 0 AND (priority, id) > (?, ?) "
+                    "ORDER BY priority, id LIMIT ?",
+                    (last[0], last[1], window),
+                ).fetchall()
+            if not rows:
+                break
+            for row in rows:
+                cand = Candidate(*row)
+                scanned += 1
+                last = (cand.priority, cand.id)
+                if cand.expires_at is not None and cand.expires_at <= now:
+                    rec = get_active(conn, cand.id)
+                    assert rec is not None
+                    _to_history(conn, rec.id, Status.EXPIRED, now)
+                    expired.append(rec.evolve(status=Status.EXPIRED))
+                    continue
+                verdict = Admission.ADMIT if gate is None else gate(cand)
+                if verdict == Admission.ADMIT:
+                    admitted.append(cand.id)
+                    if len(admitted) >= limit:
+                        done = True
+                        break
+                elif verdict == Admission.STOP:
+                    done = True
+                    break
+                elif verdict > Admission.STOP:
+                    conn.execute(
+                        "UPDATE tasks SET run_after = ?, delayed = 1 WHERE id = ?",
+                        (verdict, cand.id),
+                    )
+                if scanned >= scan_limit:
+                    break
+            if len(rows) < window:
+                break
+        if admitted:
+            marks = ",".join(f"?{i + 2}" for i in range(len(admitted)))
+            rows = conn.execute(
+                f"{_CLAIM_SET} WHERE id IN ({marks}) AND status = 'pending' RETURNING *",
+                (now, *admitted),
+            ).fetchall()
+            by_id = {r["id"]: r for r in rows}
+            claimed = [
+                Claimed(
+                    record_from_row(by_id[i]),
+                    by_id[i]["dispatch_count"],
+                    by_id[i]["retry_policy"],
+                    by_id[i]["memo"],
+                )
+                for i in admitted
+                if i in by_id
+            ]
+    return ClaimResult(claimed=claimed, expired=expired, next_due=next_due(conn))
+
+
+def next_due(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute(
+        "SELECT MIN(run_after) FROM tasks INDEXED BY tasks_delayed "
+        "WHERE status = 'pending' AND delayed = 1"
+    ).fetchone()
+    value: int | None = row[0]
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Finishing executions
+
+
+@dataclass(slots=True, kw_only=True)
+class FinishResult:
+    """What recording one finished execution did.
+
+    ``kind`` is one of: ``completed``, ``requeued`` (completed, then re-run
+    under the same id), ``retry`` (back to pending), ``failed``,
+    ``dead_letter``, or ``stale`` (the task had already moved on: cancelled,
+    paused, superseded; nothing was written).
+    """
+
+    kind: str
+    task_id: int
+    history_id: int | None = None
+    retry_count: int = 0
+    run_after: int | None = None
+
+
+def finish(conn: sqlite3.Connection, items: Sequence[Finish], now: int) -> list[FinishResult]:
+    """Record finished executions: to history, back to pending, or requeued."""
+    out: list[FinishResult] = []
+    for f in items:
+        row = conn.execute(
+            "SELECT status, dispatch_count, retry_count, requeue, requeue_priority, "
+            "requeue_payload, tags FROM tasks WHERE id = ?",
+            (f.task_id,),
+        ).fetchone()
+        if row is None or row["status"] != "running" or row["dispatch_count"] != f.dispatch_count:
+            out.append(FinishResult(kind="stale", task_id=f.task_id))
+            continue
+        if f.kind == "completed":
+            hid = _to_history(
+                conn,
+                f.task_id,
+                Status.COMPLETED,
+                now,
+                tags_json=row["tags"],
+                result_json=f.result_json,
+                actual=f.actual_io,
+                delete=not row["requeue"],
+            )
+            if row["requeue"]:
+                conn.execute(
+                    """
+                    UPDATE tasks SET status = 'pending', started_at = NULL, retry_count = 0,
+                        last_error = NULL, priority = COALESCE(requeue_priority, priority),
+                        payload = COALESCE(requeue_payload, payload), requeue = 0,
+                        requeue_priority = NULL, requeue_payload = NULL, run_after = NULL,
+                        delayed = 0
+                    WHERE id = ?
+                    """,
+                    (f.task_id,),
+                )
+                out.append(FinishResult(kind="requeued", task_id=f.task_id, history_id=hid))
+            else:
+                out.append(FinishResult(kind="completed", task_id=f.task_id, history_id=hid))
+        elif f.kind == "retry":
+            run_after = now + f.retry_delay_ms
+            conn.execute(
+                """
+                UPDATE tasks SET status = 'pending', started_at = NULL,
+                    retry_count = retry_count + 1, last_error = ?, run_after = ?, delayed = ?
+                WHERE id = ?
+                """,
+                (f.error, run_after, 1 if f.retry_delay_ms > 0 else 0, f.task_id),
+            )
+            out.append(
+                FinishResult(
+                    kind="retry",
+                    task_id=f.task_id,
+                    retry_count=row["retry_count"] + 1,
+                    run_after=run_after,
+                )
+            )
+        else:
+            status = Status.DEAD_LETTER if f.kind == "dead_letter" else Status.FAILED
+            hid = _to_history(
+                conn,
+                f.task_id,
+                status,
+                now,
+                tags_json=row["tags"],
+                error=f.error,
+                actual=f.actual_io,
+            )
+            out.append(
+                FinishResult(
+                    kind=status.value,
+                    task_id=f.task_id,
+                    history_id=hid,
+                    retry_count=row["retry_count"],
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Cancellation, pause, requeue
+
+
+@dataclass(slots=True)
+class CancelledTask:
+    record: TaskRecord
+    #: Status before the cancel (running ones must be stopped in memory).
+    was: Status
+
+
+def _cancel_children(
+    conn: sqlite3.Connection, parent_id: int, now: int, reason: str
+) -> list[CancelledTask]:
+    out: list[CancelledTask] = []
+    rows = conn.execute("SELECT * FROM tasks WHERE parent_id = ?", (parent_id,)).fetchall()
+    for row in rows:
+        out.extend(_cancel_children(conn, row["id"], now, reason))
+        rec = record_from_row(row)
+        _to_history(conn, rec.id, Status.CANCELLED, now, tags_json=row["tags"])
+        out.append(CancelledTask(rec, rec.status))
+    return out
+
+
+def cancel(
+    conn: sqlite3.Connection, ids: Sequence[int], now: int, reason: str
+) -> list[CancelledTask]:
+    """Cancel active tasks and, first, their children (any depth)."""
+    out: list[CancelledTask] = []
+    for task_id in ids:
+        row = _active(conn, task_id)
+        if row is None:
+            continue
+        out.extend(_cancel_children(conn, task_id, now, reason))
+        rec = record_from_row(row)
+        _to_history(conn, task_id, Status.CANCELLED, now, tags_json=row["tags"])
+        out.append(CancelledTask(rec, rec.status))
+    return out
+
+
+def select_ids(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[int]:
+    return [r[0] for r in conn.execute(f"SELECT id FROM tasks t WHERE {where}", tuple(params))]
+
+
+def return_to_pending(conn: sqlite3.Connection, ids: Sequence[tuple[int, int]]) -> list[int]:
+    """Running -> pending, no retry counted (shutdown, lost worker); ``(id, dispatch_count)``."""
+    done: list[int] = []
+    for task_id, count in ids:
+        cur = conn.execute(
+            "UPDATE tasks SET status = 'pending', started_at = NULL, delayed = 0 "
+            "WHERE id = ? AND status = 'running' AND dispatch_count = ?",
+            (task_id, count),
+        )
+        if cur.rowcount:
+            done.append(task_id)
+    return done
+
+
+def pause_running(
+    conn: sqlite3.Connection, ids: Sequence[tuple[int, int]], reason_bit: int, now: int
+) -> list[int]:
+    """Running -> paused with a reason bit (no retry counted)."""
+    done: list[int] = []
+    for task_id, count in ids:
+        cur = conn.execute(
+            "UPDATE tasks SET status = 'paused', started_at = NULL, "
+            "pause_reasons = pause_reasons | ?, paused_at = COALESCE(paused_at, ?) "
+            "WHERE id = ? AND status = 'running' AND dispatch_count = ?",
+            (reason_bit, now, task_id, count),
+        )
+        if cur.rowcount:
+            done.append(task_id)
+    return done
+
+
+def clear_pause_bit(
+    conn: sqlite3.Connection,
+    reason_bit: int,
+    now: int,
+    where: str = "1",
+    params: Sequence[Any] = (),
+) -> list[int]:
+    """Clear one pause reason; tasks left with none become pending. Returns those ids."""
+    resumed = [
+        r[0]
+        for r in conn.execute(
+            f"UPDATE tasks SET status = 'pending', pause_reasons = 0, delayed = 0, "
+            f"pause_duration_ms = pause_duration_ms + (? - COALESCE(paused_at, ?)), "
+            f"paused_at = NULL WHERE status = 'paused' AND pause_reasons = ? AND ({where}) "
+            f"RETURNING id",
+            (now, now, reason_bit, *params),
+        )
+    ]
+    conn.execute(
+        f"UPDATE tasks SET pause_reasons = pause_reasons & ~? "
+        f"WHERE status = 'paused' AND (pause_reasons & ?) != 0 AND ({where})",
+        (reason_bit, reason_bit, *params),
+    )
+    # A delayed task resumed into the future stays delayed.
+    if resumed:
+        conn.execute(
+            "UPDATE tasks SET delayed = 1 WHERE status = 'pending' AND run_after > ? AND id IN "
+            f"({','.join('?' * len(resumed))})",
+            (now, *resumed),
+        )
+    return resumed
+
+
+def set_priority(conn: sqlite3.Connection, task_id: int, priority: int) -> bool:
+    row = _active(conn, task_id)
+    if row is None:
+        raise NotFound(f"no active task with id {task_id}", field="id")
+    if row["status"] not in ("pending", "paused", "blocked"):
+        return False
+    conn.execute("UPDATE tasks SET priority = ? WHERE id = ?", (priority, task_id))
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Recovery and retention
+
+
+@dataclass(slots=True)
+class Recovery:
+    requeued: int
+    stale_edges: int
+
+
+def recover(conn: sqlite3.Connection, now: int) -> Recovery:
+    """Repair state left by a crash: running work goes back to pending, no retry counted."""
+    requeued = conn.execute(
+        "UPDATE tasks SET status = 'pending', started_at = NULL, delayed = "
+        "CASE WHEN run_after IS NOT NULL AND run_after > ? THEN 1 ELSE 0 END "
+        "WHERE status = 'running'",
+        (now,),
+    ).rowcount
+    conn.execute(
+        "UPDATE tasks SET pause_duration_ms = pause_duration_ms + MAX(0, ? - paused_at), "
+        "paused_at = ? WHERE status = 'paused' AND paused_at IS NOT NULL",
+        (now, now),
+    )
+    stale = conn.execute(
+        "DELETE FROM task_deps WHERE depends_on_id NOT IN (SELECT id FROM tasks)"
+    ).rowcount
+    # Blocked tasks with no edges left can run.
+    conn.execute(
+        "UPDATE tasks SET status = 'pending' WHERE status = 'blocked' AND NOT EXISTS "
+        "(SELECT 1 FROM task_deps d WHERE d.task_id = tasks.id)"
+    )
+    return Recovery(requeued=requeued, stale_edges=stale)
+
+
+def prune_history(
+    conn: sqlite3.Connection, now: int, max_count: int | None, max_age_ms: int | None
+) -> int:
+    """Apply retention; returns the number of history rows removed (tags too)."""
+    removed = 0
+    cutoff: int | None = None
+    if max_count is not None:
+        row = conn.execute(
+            "SELECT history_id FROM history ORDER BY history_id DESC LIMIT 1 OFFSET ?",
+            (max_count,),
+        ).fetchone()
+        if row is not None:
+            cutoff = row[0]
+            conn.execute("DELETE FROM history_tags WHERE history_id <= ?", (cutoff,))
+            removed += conn.execute("DELETE FROM history WHERE history_id <= ?", (cutoff,)).rowcount
+    if max_age_ms is not None:
+        limit = now - max_age_ms
+        conn.execute(
+            "DELETE FROM history_tags WHERE history_id IN "
+            "(SELECT history_id FROM history WHERE finished_at < ?)",
+            (limit,),
+        )
+        removed += conn.execute("DELETE FROM history WHERE finished_at < ?", (limit,)).rowcount
+    return removed
+
+
+# ---------------------------------------------------------------------------
+# Queries
+
+
+def get(conn: sqlite3.Connection, task_id: int) -> TaskRecord | None:
+    row = _active(conn, task_id)
+    if row is not None:
+        return record_from_row(row)
+    row = conn.execute(
+        "SELECT * FROM history WHERE id = ? ORDER BY history_id DESC LIMIT 1", (task_id,)
+    ).fetchone()
+    return None if row is None else record_from_row(row, history=True)
+
+
+def get_active(conn: sqlite3.Connection, task_id: int) -> TaskRecord | None:
+    row = _active(conn, task_id)
+    return None if row is None else record_from_row(row)
+
+
+def lookup(conn: sqlite3.Connection, key: str) -> tuple[str, TaskRecord | None]:
+    row = conn.execute("SELECT * FROM tasks WHERE key = ?", (key,)).fetchone()
+    if row is not None:
+        return "active", record_from_row(row)
+    row = conn.execute(
+        "SELECT * FROM history WHERE key = ? ORDER BY history_id DESC LIMIT 1", (key,)
+    ).fetchone()
+    if row is not None:
+        return "history", record_from_row(row, history=True)
+    return "not_found", None
+
+
+@dataclass(slots=True, kw_only=True)
+class TaskFilter:
+    """Filters on active tasks; every set field must match (AND)."""
+
+    status: Sequence[str] | None = None
+    domain: str | None = None
+    task_type: str | None = None
+    group: str | None = None
+    tags: Mapping[str, str] | None = None
+    tag_prefix: str | None = None
+    parent_id: int | None = None
+
+    def is_empty(self) -> bool:
+        return all(
+            v is None
+            for v in (
+                self.status,
+                self.domain,
+                self.task_type,
+                self.group,
+                self.tags,
+                self.tag_prefix,
+                self.parent_id,
+            )
+        )
+
+
+def escape_like(prefix: str) -> str:
+    """Escape LIKE wildcards so a prefix matches literally (with ESCAPE '\\')."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(
+    f: TaskFilter, tag_table: str = "task_tags", id_col: str = "t.id"
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.status:
+        clauses.append(f"t.status IN ({','.join('?' * len(f.status))})")
+        params.extend(f.status)
+    if f.domain is not None:
+        clauses.append("t.domain = ?")
+        params.append(f.domain)
+    if f.task_type is not None:
+        clauses.append("t.task_type = ?")
+        params.append(f.task_type)
+    if f.group is not None:
+        clauses.append("t.group_key = ?")
+        params.append(f.group)
+    if f.parent_id is not None:
+        clauses.append("t.parent_id = ?")
+        params.append(f.parent_id)
+    ref = "task_id" if tag_table == "task_tags" else "history_id"
+    for k, v in (f.tags or {}).items():
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM {tag_table} g WHERE g.{ref} = {id_col} "
+            "AND g.key = ? AND g.value = ?)"
+        )
+        params.extend((k, v))
+    if f.tag_prefix is not None:
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM {tag_table} g WHERE g.{ref} = {id_col} "
+            "AND g.key LIKE ? ESCAPE '\\')"
+        )
+        params.append(escape_like(f.tag_prefix) + "%")
+    return (" AND ".join(clauses) or "1"), params
+
+
+def list_active(
+    conn: sqlite3.Connection, f: TaskFilter, limit: int, offset: int
+) -> tuple[list[TaskRecord], int]:
+    where, params = _where(f)
+    total = conn.execute(f"SELECT count(*) FROM tasks t WHERE {where}", params).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT * FROM tasks t WHERE {where} ORDER BY t.id LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    ).fetchall()
+    return [record_from_row(r) for r in rows], total
+
+
+def active_ids(conn: sqlite3.Connection, f: TaskFilter) -> list[int]:
+    where, params = _where(f)
+    return [r[0] for r in conn.execute(f"SELECT t.id FROM tasks t WHERE {where}", params)]
+
+
+def list_history(
+    conn: sqlite3.Connection,
+    *,
+    status: Sequence[str] | None,
+    task_type: str | None,
+    key: str | None,
+    domain: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[TaskRecord], int]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if status:
+        clauses.append(f"status IN ({','.join('?' * len(status))})")
+        params.extend(status)
+    if task_type is not None:
+        clauses.append("task_type = ?")
+        params.append(task_type)
+    if key is not None:
+        clauses.append("key = ?")
+        params.append(key)
+    if domain is not None:
+        clauses.append("domain = ?")
+        params.append(domain)
+    where = " AND ".join(clauses) or "1"
+    total = conn.execute(f"SELECT count(*) FROM history WHERE {where}", params).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT * FROM history WHERE {where} ORDER BY history_id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    ).fetchall()
+    return [record_from_row(r, history=True) for r in rows], total
+
+
+def latest_history(conn: sqlite3.Connection, task_id: int) -> TaskRecord | None:
+    row = conn.execute(
+        "SELECT * FROM history WHERE id = ? ORDER BY history_id DESC LIMIT 1", (task_id,)
+    ).fetchone()
+    return None if row is None else record_from_row(row, history=True)
+
+
+def history_stats(conn: sqlite3.Connection, task_type: str) -> dict[str, Any]:
+    row = conn.execute(
+        """
+        SELECT count(*) AS n,
+               SUM(status = 'failed' OR status = 'dead_letter') AS failures,
+               AVG(CASE WHEN status = 'completed' THEN duration_ms END) AS avg_ms,
+               AVG(CASE WHEN status = 'completed' THEN actual_read END) AS avg_read,
+               AVG(CASE WHEN status = 'completed' THEN actual_write END) AS avg_write,
+               AVG(CASE WHEN status = 'completed' THEN actual_net_rx END) AS avg_rx,
+               AVG(CASE WHEN status = 'completed' THEN actual_net_tx END) AS avg_tx
+        FROM history WHERE task_type = ?
+        """,
+        (task_type,),
+    ).fetchone()
+    n = row["n"] or 0
+    return {
+        "count": n,
+        "avg_duration_ms": float(row["avg_ms"] or 0.0),
+        "avg_read_bytes": float(row["avg_read"] or 0.0),
+        "avg_write_bytes": float(row["avg_write"] or 0.0),
+        "avg_net_rx_bytes": float(row["avg_rx"] or 0.0),
+        "avg_net_tx_bytes": float(row["avg_tx"] or 0.0),
+        "failure_rate": (row["failures"] or 0) / max(n, 1),
+    }
+
+
+def recent_durations(conn: sqlite3.Connection, task_type: str, n: int) -> list[int]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT duration_ms FROM history WHERE task_type = ? AND status = 'completed' "
+            "AND duration_ms IS NOT NULL ORDER BY history_id DESC LIMIT ?",
+            (task_type, n),
+        )
+    ]
+
+
+def avg_throughput(conn: sqlite3.Connection, task_type: str, n: int) -> dict[str, float]:
+    """Mean bytes/s of the last ``n`` completed runs with a positive duration."""
+    row = conn.execute(
+        """
+        SELECT AVG(actual_read * 1000.0 / duration_ms), AVG(actual_write * 1000.0 / duration_ms),
+               AVG(actual_net_rx * 1000.0 / duration_ms), AVG(actual_net_tx * 1000.0 / duration_ms)
+        FROM (SELECT * FROM history WHERE task_type = ? AND status = 'completed'
+              AND duration_ms > 0 ORDER BY history_id DESC LIMIT ?)
+        """,
+        (task_type, n),
+    ).fetchone()
+    return {
+        "read_bps": float(row[0] or 0.0),
+        "write_bps": float(row[1] or 0.0),
+        "net_rx_bps": float(row[2] or 0.0),
+        "net_tx_bps": float(row[3] or 0.0),
+    }
+
+
+def status_counts(conn: sqlite3.Connection, domain: str | None = None) -> dict[str, int]:
+    if domain is None:
+        rows = conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")
+    else:
+        rows = conn.execute(
+            "SELECT status, count(*) FROM tasks WHERE domain = ? GROUP BY status", (domain,)
+        )
+    return {r[0]: r[1] for r in rows}
+
+
+def domain_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in conn.execute("SELECT domain, status, count(*) FROM tasks GROUP BY domain, status"):
+        out.setdefault(r[0], {})[r[1]] = r[2]
+    return out
+
+
+def group_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in conn.execute(
+        "SELECT group_key, status, count(*) FROM tasks WHERE group_key IS NOT NULL "
+        "GROUP BY group_key, status"
+    ):
+        out.setdefault(r[0], {})[r[1]] = r[2]
+    return out
+
+
+def retry_source(conn: sqlite3.Connection, task_id: int) -> TaskRecord:
+    """The dead-letter record to resubmit, or an error saying why not."""
+    rec = latest_history(conn, task_id)
+    if rec is None:
+        if _active(conn, task_id) is not None:
+            raise InvalidState(f"task {task_id} is still active, not dead-lettered")
+        raise NotFound(f"no task with id {task_id}", field="id")
+    if rec.status is not Status.DEAD_LETTER:
+        raise InvalidState(f"task {task_id} ended as {rec.status.value}, not dead_letter")
+    return rec
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
