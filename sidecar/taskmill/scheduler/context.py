@@ -84,11 +84,14 @@ class TaskContext:
         state: Mapping[Any, Any],
         loop: asyncio.AbstractEventLoop,
         phase: str = "execute",
+        children: list[dict[str, Any]] | None = None,
     ) -> None:
         self._scheduler = scheduler
         self.record = record
         self.attempt = attempt
         self.phase = phase
+        #: In finalize: the outcome of each child (id, task_type, status, result, error).
+        self.children: list[dict[str, Any]] = list(children or [])
         self.cancelled = CancelSignal()
         self.progress = ProgressReporter(self)
         self.state: Mapping[Any, Any] = state

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -28,6 +29,7 @@ from ..errors import (
     PayloadTooLarge,
     ShuttingDown,
     StorageError,
+    TaskError,
     TaskmillError,
 )
 from ..model import (
@@ -35,6 +37,7 @@ from ..model import (
     Outcome,
     Progress,
     RetryPolicy,
+    Status,
     Submission,
     SubmitResult,
     TaskRecord,
@@ -90,6 +93,8 @@ class Execution:
     task: asyncio.Task[None] | None = None
     progress: Progress = field(default_factory=Progress)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    #: What execute returned, for a parent's finalize.
+    memo: Any = None
     #: The Python value returned, kept for the ``completed`` event.
     value: Any = None
 
@@ -172,6 +177,8 @@ class Scheduler:
         )
         now = self.clock.now_ms()
         recovery = await self._store.write(lambda c: db.recover(c, now))
+        if recovery.parents_ready:
+            log.info("%d waiting parent(s) ready to finalize", len(recovery.parents_ready))
         if recovery.requeued:
             log.info("recovered %d interrupted task(s) back to pending", recovery.requeued)
         self._accepting = True
@@ -425,8 +432,10 @@ class Scheduler:
             prune = before == 0 or before // interval != self._completions // interval
         gate = self._gate_state() if limit else None
 
+        eff = db.Effects()
+
         def op(conn: Any) -> tuple[list[db.FinishResult], db.ClaimResult, int]:
-            results = db.finish(conn, finishes, now) if finishes else []
+            results = db.finish(conn, finishes, now, eff) if finishes else []
             pruned = (
                 db.prune_history(conn, now, retention.max_count, retention.max_age_ms)
                 if prune
@@ -447,9 +456,11 @@ class Scheduler:
         self._next_due = claim.next_due
         for (f, ex), res in zip(finished, results, strict=True):
             self._after_finish(f, ex, res, now)
+        self._apply_effects(eff)
         for rec in claim.expired:
             self.metrics["expired"] += 1
             self.events.emit("expired", rec, age_ms=now - rec.created_at)
+        self._apply_effects(claim.effects)
         for c in claim.claimed:
             self._launch(c)
         if not self._running:
@@ -464,6 +475,10 @@ class Scheduler:
         if kind in ("completed", "requeued"):
             self.metrics["completed"] += 1
             self.events.emit("completed", rec, duration_ms=duration, result=ex.value)
+        elif kind == "waiting":
+            self.events.emit("waiting", rec, children_count=res.children)
+        elif kind == "finalize":
+            self.wake()
         elif kind == "retry":
             self.metrics["failed"] += 1
             self.metrics["retried"] += 1
@@ -492,6 +507,28 @@ class Scheduler:
                 attempt=rec.retry_count + 1,
             )
 
+    def _apply_effects(self, eff: db.Effects) -> None:
+        """Emit events and stop executions for tasks an operation touched indirectly."""
+        for ct in eff.cancelled:
+            self._stop_execution(ct.record.id, "cancelled")
+            self.metrics["cancelled"] += 1
+            self.events.emit("cancelled", ct.record, reason="parent_failed")
+        for rec, error, was in eff.failed_parents:
+            if was is Status.RUNNING:
+                self._stop_execution(rec.id, "cancelled")
+            self.metrics["failed"] += 1
+            self.events.emit(
+                "failed",
+                rec,
+                error=error,
+                retryable=False,
+                will_retry=False,
+                retry_after_ms=None,
+                attempt=rec.retry_count + 1,
+            )
+        if eff.parents_ready:
+            self.wake()
+
     def _launch(self, claimed: db.Claimed) -> None:
         rec = claimed.record
         tt = self.registry.find(rec.task_type)
@@ -508,6 +545,8 @@ class Scheduler:
             rec.retry_count + 1,
             state_view(domain.state if domain else {}, self.state),
             loop,
+            phase=claimed.phase,
+            children=claimed.children,
         )
         ctx._progress_sink = self._on_progress
         ex = Execution(
@@ -516,7 +555,9 @@ class Scheduler:
             ctx=ctx,
             executor=executor,
             started_mono=time.monotonic(),
+            phase=claimed.phase,
             policy=policy_from_json(claimed.retry_policy_json, self.config.retry),
+            memo=None if claimed.memo_json is None else json.loads(claimed.memo_json),
         )
         self._running[rec.id] = ex
         self._idle.clear()
@@ -529,11 +570,9 @@ class Scheduler:
         finish: Finish | None = None
         try:
             if ex.executor is None:
-                from ..errors import TaskError
-
                 raise TaskError.permanent(f"no executor registered for type {rec.task_type!r}")
-            if ex.phase == "finalize" and ex.executor.finalize is not None:
-                value = await ex.executor.finalize(rec.payload, None, ex.ctx)
+            if ex.phase == "finalize":
+                value = await self._finalize(ex)
             else:
                 value = await ex.executor.execute(rec.payload, ex.ctx)
         except asyncio.CancelledError:
@@ -585,6 +624,16 @@ class Scheduler:
                 self._finished.append((finish, ex))
             self.wake()
 
+    async def _finalize(self, ex: Execution) -> Any:
+        """Run a parent's finalize once its children are done (or take execute's result)."""
+        assert ex.executor is not None
+        if ex.executor.finalize is not None:
+            return await ex.executor.finalize(ex.record.payload, ex.memo, ex.ctx)
+        failed = [c for c in ex.ctx.children if c["status"] in ("failed", "dead_letter")]
+        if failed:
+            raise TaskError.permanent(f"{len(failed)} child task(s) failed")
+        return ex.memo
+
     def _on_progress(self, ctx: TaskContext, fraction: float, message: str | None) -> None:
         ex = self._running.get(ctx.record.id)
         if ex is None or ex.ctx is not ctx:
@@ -630,8 +679,10 @@ class Scheduler:
     async def cancel(self, task_id: int, *, reason: str = "cancelled") -> bool:
         """Cancel an active task and its children. False if it is not active."""
         now = self.clock.now_ms()
-        cancelled = await self.store.write(lambda c: db.cancel(c, [task_id], now, reason))
+        eff = db.Effects()
+        cancelled = await self.store.write(lambda c: db.cancel(c, [task_id], now, reason, eff))
         self._after_cancel(cancelled, reason)
+        self._apply_effects(eff)
         return any(ct.record.id == task_id for ct in cancelled)
 
     async def cancel_where(self, flt: db.TaskFilter) -> list[int]:
@@ -640,11 +691,14 @@ class Scheduler:
             raise InvalidParams("give at least one filter", field="filter")
         now = self.clock.now_ms()
 
+        eff = db.Effects()
+
         def op(conn: Any) -> list[db.CancelledTask]:
-            return db.cancel(conn, db.active_ids(conn, flt), now, "cancelled")
+            return db.cancel(conn, db.active_ids(conn, flt), now, "cancelled", eff)
 
         cancelled = await self.store.write(op)
         self._after_cancel(cancelled, "cancelled")
+        self._apply_effects(eff)
         return [ct.record.id for ct in cancelled]
 
     def _after_cancel(self, cancelled: list[db.CancelledTask], reason: str) -> None:

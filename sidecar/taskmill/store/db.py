@@ -30,6 +30,7 @@ __all__ = [
     "Candidate",
     "ClaimResult",
     "Claimed",
+    "Effects",
     "FinishResult",
     "SubmitEffect",
     "open_connection",
@@ -536,6 +537,10 @@ class Claimed:
     dispatch_count: int
     retry_policy_json: str | None
     memo_json: str | None
+    #: "execute", or "finalize" for a parent whose children are done.
+    phase: str = "execute"
+    #: For finalize: the latest outcome of each child.
+    children: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -544,6 +549,8 @@ class ClaimResult:
     expired: list[TaskRecord]
     #: Epoch ms of the earliest delayed task, or None.
     next_due: int | None
+    #: Other tasks affected (parents of expired children).
+    effects: Effects = field(default_factory=lambda: Effects())
 
 
 #: Gate callback: (candidate) -> Admission.ADMIT/SKIP/STOP, or an int > 2 meaning
@@ -579,6 +586,7 @@ def claim(
     )
     claimed: list[Claimed] = []
     expired: list[TaskRecord] = []
+    parents_left: dict[int, tuple[int, str] | None] = {}
     if limit > 0:
         admitted: list[int] = []
         scanned = 0
@@ -610,6 +618,8 @@ def claim(
                     assert rec is not None
                     _to_history(conn, rec.id, Status.EXPIRED, now)
                     expired.append(rec.evolve(status=Status.EXPIRED))
+                    if rec.parent_id is not None:
+                        parents_left.setdefault(rec.parent_id, None)
                     continue
                 verdict = Admission.ADMIT if gate is None else gate(cand)
                 if verdict == Admission.ADMIT:
@@ -636,17 +646,25 @@ def claim(
                 (now, *admitted),
             ).fetchall()
             by_id = {r["id"]: r for r in rows}
-            claimed = [
-                Claimed(
-                    record_from_row(by_id[i]),
-                    by_id[i]["dispatch_count"],
-                    by_id[i]["retry_policy"],
-                    by_id[i]["memo"],
+            for i in admitted:
+                row = by_id.get(i)
+                if row is None:
+                    continue
+                phase = row["phase"]
+                claimed.append(
+                    Claimed(
+                        record_from_row(row),
+                        row["dispatch_count"],
+                        row["retry_policy"],
+                        row["memo"],
+                        phase,
+                        child_outcomes(conn, i) if phase == "finalize" else None,
+                    )
                 )
-                for i in admitted
-                if i in by_id
-            ]
-    return ClaimResult(claimed=claimed, expired=expired, next_due=next_due(conn))
+    eff = Effects()
+    if parents_left:
+        settle_parents(conn, now, eff, parents_left)
+    return ClaimResult(claimed=claimed, expired=expired, next_due=next_due(conn), effects=eff)
 
 
 def next_due(conn: sqlite3.Connection) -> int | None:
@@ -668,8 +686,10 @@ class FinishResult:
 
     ``kind`` is one of: ``completed``, ``requeued`` (completed, then re-run
     under the same id), ``retry`` (back to pending), ``failed``,
-    ``dead_letter``, or ``stale`` (the task had already moved on: cancelled,
-    paused, superseded; nothing was written).
+    ``dead_letter``, ``waiting`` (a parent whose children still run),
+    ``finalize`` (a parent whose children are all done: finalize is queued), or
+    ``stale`` (the task had already moved on: cancelled, paused, superseded;
+    nothing was written).
     """
 
     kind: str
@@ -677,21 +697,147 @@ class FinishResult:
     history_id: int | None = None
     retry_count: int = 0
     run_after: int | None = None
+    children: int = 0
 
 
-def finish(conn: sqlite3.Connection, items: Sequence[Finish], now: int) -> list[FinishResult]:
-    """Record finished executions: to history, back to pending, or requeued."""
+@dataclass(slots=True)
+class CancelledTask:
+    record: TaskRecord
+    #: Status before the cancel (running ones must be stopped in memory).
+    was: Status
+
+
+@dataclass(slots=True)
+class Effects:
+    """What one store operation did to tasks other than the ones it was asked about."""
+
+    #: Tasks cancelled on the way (children of a cancelled or failed parent).
+    cancelled: list[CancelledTask] = field(default_factory=list)
+    #: Parents failed because a child failed (fail_fast): (record before, error, was).
+    failed_parents: list[tuple[TaskRecord, str, Status]] = field(default_factory=list)
+    #: Parents whose children are all done: ready to finalize.
+    parents_ready: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.cancelled or self.failed_parents or self.parents_ready)
+
+
+_FAILED_CHILD = ("failed", "dead_letter")
+
+
+def _has_children(conn: sqlite3.Connection, task_id: int) -> tuple[int, bool]:
+    """(active children, whether any child ever existed)."""
+    active = conn.execute("SELECT count(*) FROM tasks WHERE parent_id = ?", (task_id,)).fetchone()[
+        0
+    ]
+    if active:
+        return active, True
+    past = conn.execute("SELECT 1 FROM history WHERE parent_id = ? LIMIT 1", (task_id,)).fetchone()
+    return 0, past is not None
+
+
+def settle_parents(
+    conn: sqlite3.Connection,
+    now: int,
+    eff: Effects,
+    children_left: Mapping[int, tuple[int, str] | None],
+) -> None:
+    """React to children that left the active table.
+
+    ``children_left`` maps a parent id to ``(child id, error)`` when a child
+    failed, else None. A failed child of a fail-fast parent cancels its
+    siblings and fails the parent (and so on upwards); a waiting parent whose
+    last child is done becomes ready to finalize.
+    """
+    todo = dict(children_left)
+    while todo:
+        pid, failure = todo.popitem()
+        row = _active(conn, pid)
+        if row is None:
+            continue
+        status = Status(row["status"])
+        if (
+            failure is not None
+            and row["fail_fast"]
+            and status
+            in (
+                Status.RUNNING,
+                Status.WAITING,
+            )
+        ):
+            child_id, error = failure
+            message = f"child task {child_id} failed: {error}"
+            eff.cancelled.extend(_cancel_children(conn, pid, now, "fail_fast"))
+            rec = record_from_row(row)
+            _to_history(conn, pid, Status.FAILED, now, tags_json=row["tags"], error=message)
+            eff.failed_parents.append((rec, message, status))
+            if rec.parent_id is not None:
+                todo[rec.parent_id] = (pid, message)
+            continue
+        if status is Status.WAITING:
+            active, _ = _has_children(conn, pid)
+            if active == 0:
+                conn.execute(
+                    "UPDATE tasks SET status = 'pending', delayed = 0, run_after = NULL "
+                    "WHERE id = ?",
+                    (pid,),
+                )
+                eff.parents_ready.append(pid)
+
+
+def child_outcomes(conn: sqlite3.Connection, parent_id: int) -> list[dict[str, Any]]:
+    """The latest history record of each child of a parent, oldest child first."""
+    rows = conn.execute(
+        """
+        SELECT h.id, h.task_type, h.status, h.result, h.last_error FROM history h
+        WHERE h.parent_id = ? AND h.history_id =
+            (SELECT MAX(h2.history_id) FROM history h2 WHERE h2.id = h.id)
+        ORDER BY h.id
+        """,
+        (parent_id,),
+    ).fetchall()
+    return [
+        {
+            "id": r["id"],
+            "task_type": r["task_type"],
+            "status": r["status"],
+            "result": None if r["result"] is None else json.loads(r["result"]),
+            "error": r["last_error"],
+        }
+        for r in rows
+    ]
+
+
+def finish(
+    conn: sqlite3.Connection, items: Sequence[Finish], now: int, eff: Effects | None = None
+) -> list[FinishResult]:
+    """Record finished executions: to history, back to pending, requeued or waiting."""
+    eff = eff if eff is not None else Effects()
     out: list[FinishResult] = []
+    left: dict[int, tuple[int, str] | None] = {}
     for f in items:
         row = conn.execute(
-            "SELECT status, dispatch_count, retry_count, requeue, requeue_priority, "
-            "requeue_payload, tags FROM tasks WHERE id = ?",
+            "SELECT status, dispatch_count, retry_count, requeue, tags, parent_id, phase "
+            "FROM tasks WHERE id = ?",
             (f.task_id,),
         ).fetchone()
         if row is None or row["status"] != "running" or row["dispatch_count"] != f.dispatch_count:
             out.append(FinishResult(kind="stale", task_id=f.task_id))
             continue
+        parent_id = row["parent_id"]
         if f.kind == "completed":
+            if row["phase"] == "execute":
+                active, had = _has_children(conn, f.task_id)
+                if had:
+                    # A parent: finalize once every child is done.
+                    conn.execute(
+                        "UPDATE tasks SET status = ?, phase = 'finalize', memo = ?, "
+                        "started_at = NULL WHERE id = ?",
+                        ("waiting" if active else "pending", f.result_json, f.task_id),
+                    )
+                    kind = "waiting" if active else "finalize"
+                    out.append(FinishResult(kind=kind, task_id=f.task_id, children=active))
+                    continue
             hid = _to_history(
                 conn,
                 f.task_id,
@@ -709,7 +855,7 @@ def finish(conn: sqlite3.Connection, items: Sequence[Finish], now: int) -> list[
                         last_error = NULL, priority = COALESCE(requeue_priority, priority),
                         payload = COALESCE(requeue_payload, payload), requeue = 0,
                         requeue_priority = NULL, requeue_payload = NULL, run_after = NULL,
-                        delayed = 0
+                        delayed = 0, phase = 'execute', memo = NULL
                     WHERE id = ?
                     """,
                     (f.task_id,),
@@ -717,6 +863,8 @@ def finish(conn: sqlite3.Connection, items: Sequence[Finish], now: int) -> list[
                 out.append(FinishResult(kind="requeued", task_id=f.task_id, history_id=hid))
             else:
                 out.append(FinishResult(kind="completed", task_id=f.task_id, history_id=hid))
+                if parent_id is not None:
+                    left.setdefault(parent_id, None)
         elif f.kind == "retry":
             run_after = now + f.retry_delay_ms
             conn.execute(
@@ -737,6 +885,8 @@ def finish(conn: sqlite3.Connection, items: Sequence[Finish], now: int) -> list[
             )
         else:
             status = Status.DEAD_LETTER if f.kind == "dead_letter" else Status.FAILED
+            # Children still running under a failed parent are cancelled.
+            eff.cancelled.extend(_cancel_children(conn, f.task_id, now, "parent_failed"))
             hid = _to_history(
                 conn,
                 f.task_id,
@@ -754,18 +904,11 @@ def finish(conn: sqlite3.Connection, items: Sequence[Finish], now: int) -> list[
                     retry_count=row["retry_count"],
                 )
             )
+            if parent_id is not None:
+                left[parent_id] = (f.task_id, f.error or "")
+    if left:
+        settle_parents(conn, now, eff, left)
     return out
-
-
-# ---------------------------------------------------------------------------
-# Cancellation, pause, requeue
-
-
-@dataclass(slots=True)
-class CancelledTask:
-    record: TaskRecord
-    #: Status before the cancel (running ones must be stopped in memory).
-    was: Status
 
 
 def _cancel_children(
@@ -782,10 +925,16 @@ def _cancel_children(
 
 
 def cancel(
-    conn: sqlite3.Connection, ids: Sequence[int], now: int, reason: str
+    conn: sqlite3.Connection,
+    ids: Sequence[int],
+    now: int,
+    reason: str,
+    eff: Effects | None = None,
 ) -> list[CancelledTask]:
     """Cancel active tasks and, first, their children (any depth)."""
+    eff = eff if eff is not None else Effects()
     out: list[CancelledTask] = []
+    left: dict[int, tuple[int, str] | None] = {}
     for task_id in ids:
         row = _active(conn, task_id)
         if row is None:
@@ -794,7 +943,19 @@ def cancel(
         rec = record_from_row(row)
         _to_history(conn, task_id, Status.CANCELLED, now, tags_json=row["tags"])
         out.append(CancelledTask(rec, rec.status))
+        if rec.parent_id is not None:
+            left.setdefault(rec.parent_id, None)
+    if left:
+        settle_parents(conn, now, eff, left)
     return out
+
+
+def recheck_waiting(conn: sqlite3.Connection, now: int) -> list[int]:
+    """Waiting parents whose children all finished (e.g. before a crash) become ready."""
+    eff = Effects()
+    ids = [r[0] for r in conn.execute("SELECT id FROM tasks WHERE status = 'waiting'")]
+    settle_parents(conn, now, eff, dict.fromkeys(ids))
+    return eff.parents_ready
 
 
 def select_ids(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[int]:
@@ -883,6 +1044,7 @@ def set_priority(conn: sqlite3.Connection, task_id: int, priority: int) -> bool:
 class Recovery:
     requeued: int
     stale_edges: int
+    parents_ready: list[int]
 
 
 def recover(conn: sqlite3.Connection, now: int) -> Recovery:
@@ -906,7 +1068,7 @@ def recover(conn: sqlite3.Connection, now: int) -> Recovery:
         "UPDATE tasks SET status = 'pending' WHERE status = 'blocked' AND NOT EXISTS "
         "(SELECT 1 FROM task_deps d WHERE d.task_id = tasks.id)"
     )
-    return Recovery(requeued=requeued, stale_edges=stale)
+    return Recovery(requeued=requeued, stale_edges=stale, parents_ready=recheck_waiting(conn, now))
 
 
 def prune_history(

@@ -10,6 +10,7 @@ CREATE TABLE tasks (
     label                 TEXT    NOT NULL,
     priority              INTEGER NOT NULL,                   -- 0 most urgent
     status                TEXT    NOT NULL,                   -- pending running paused waiting blocked
+    phase                 TEXT    NOT NULL DEFAULT 'execute', -- or 'finalize' (parents)
     delayed               INTEGER NOT NULL DEFAULT 0,         -- 1 while run_after is in the future
     payload               TEXT,                               -- JSON
     memo                  TEXT,                               -- JSON, what execute returned (parents)
