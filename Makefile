@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := bridge_js/node_modules/.installed-stamp
 
-.PHONY: venv demo test test-python test-bridge lint bench bench-full build clean
+.PHONY: venv demo test test-python test-bridge conformance lint bench bench-full build clean
 
 venv: $(STAMP)
 
@@ -35,8 +35,12 @@ test-python: venv
 
 test-bridge: venv $(NODE_STAMP)
 	cd bridge_js && npm run build && npm run typecheck && npm test
+	cd bridge_js && TASKMILL_PYTHON=$(abspath $(PY)) npm run test:integration
 
-test: lint test-python
+conformance: venv
+	$(PY) ../shared/conformance/smoke.py
+
+test: lint test-python test-bridge conformance
 
 bench: venv
 	$(PY) -m bench --quick

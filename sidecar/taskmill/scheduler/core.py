@@ -564,6 +564,9 @@ class Scheduler:
         self.metrics["dispatched"] += 1
         self.events.emit("dispatched", rec, attempt=rec.retry_count + 1)
         ex.task = loop.create_task(self._execute(ex), name=f"taskmill-task-{rec.id}")
+        if executor is not None and executor.release is not None:
+            release = executor.release
+            ex.task.add_done_callback(lambda _t: release())
 
     async def _execute(self, ex: Execution) -> None:
         rec = ex.record
@@ -770,11 +773,44 @@ class Scheduler:
                 self.events.emit("preempted", ex.record, by_task_id=by_task_id)
         return done
 
+    async def release(self, task_ids: Sequence[int], reason: str = "released") -> list[int]:
+        """Put running tasks back to pending without counting a retry.
+
+        Used when the executor is gone (a remote worker disconnected): the
+        task runs again when an executor is available, like after a crash.
+        """
+        execs = [self._running[t] for t in task_ids if t in self._running]
+        if not execs:
+            return []
+        pairs = [(ex.record.id, ex.dispatch_count) for ex in execs]
+        done = await self.store.write(lambda c: db.return_to_pending(c, pairs))
+        for task_id in done:
+            self._stop_execution(task_id, reason)
+        self.wake()
+        return done
+
+    def execution_context(self, task_id: int) -> TaskContext | None:
+        """The context of a task running now, if any."""
+        ex = self._running.get(task_id)
+        return None if ex is None else ex.ctx
+
     def set_max_concurrency(self, value: int) -> None:
         """Change how many tasks may run at once (from the next dispatch)."""
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidParams("max_concurrency must be a non-negative integer", field="value")
         self._max_concurrency = value
+        self.wake()
+
+    def set_domain_max_concurrency(self, domain: str, value: int | None) -> None:
+        """Cap how many tasks of a domain run at once (None removes the cap).
+
+        Raises:
+            NotFound: the domain is not declared.
+        """
+        d = self.registry.domains.get(domain)
+        if d is None:
+            raise NotFound(f"no domain {domain!r}", field="domain")
+        d.max_concurrency = value
         self.wake()
 
     @property
@@ -943,6 +979,22 @@ class Scheduler:
                 offset=offset,
             )
         )
+
+    async def dependencies(self, task_id: int) -> dict[str, list[int]]:
+        """``{depends_on, dependents}`` of a task.
+
+        Raises:
+            NotFound: no such task.
+        """
+        return await self.store.read(lambda c: db.dependencies(c, task_id))
+
+    async def tag_values(self, key: str, *, domain: str | None = None) -> list[dict[str, Any]]:
+        """Values of tag ``key`` on active tasks, with counts, most used first."""
+        return await self.store.read(lambda c: db.tag_values(c, key, domain))
+
+    async def tag_keys(self, prefix: str, *, domain: str | None = None) -> list[str]:
+        """Tag keys on active tasks starting with ``prefix`` (taken literally)."""
+        return await self.store.read(lambda c: db.tag_keys(c, prefix, domain))
 
     async def history_stats(self, task_type: str) -> dict[str, Any]:
         """Count, average duration and IO, and failure rate of a type's history."""

@@ -56,6 +56,8 @@ class BoundExecutor:
     on_cancel: Callable[[Any, TaskContext], Awaitable[Any]] | None = None
     #: Where it runs: "python" (in this process) or "worker" (remote).
     where: str = "python"
+    #: Called once when the run ends, however it ends (frees a worker slot).
+    release: Callable[[], None] | None = None
 
     @classmethod
     def of(cls, target: Any) -> BoundExecutor:

@@ -1350,3 +1350,51 @@ def retry_source(conn: sqlite3.Connection, task_id: int) -> TaskRecord:
 
 def checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def dependencies(conn: sqlite3.Connection, task_id: int) -> dict[str, list[int]]:
+    """What a task waits on (as submitted) and which active tasks wait on it."""
+    rec = get(conn, task_id)
+    if rec is None:
+        raise NotFound(f"no task with id {task_id}", field="id")
+    dependents = [
+        r[0]
+        for r in conn.execute(
+            "SELECT task_id FROM task_deps WHERE depends_on_id = ? ORDER BY task_id", (task_id,)
+        )
+    ]
+    return {"depends_on": list(rec.depends_on), "dependents": dependents}
+
+
+def tag_values(conn: sqlite3.Connection, key: str, domain: str | None) -> list[dict[str, Any]]:
+    """Distinct values of a tag on active tasks, with counts, most used first."""
+    if domain is None:
+        rows = conn.execute(
+            "SELECT value, count(*) AS n FROM task_tags WHERE key = ? "
+            "GROUP BY value ORDER BY n DESC, value",
+            (key,),
+        )
+    else:
+        rows = conn.execute(
+            "SELECT g.value, count(*) AS n FROM task_tags g JOIN tasks t ON t.id = g.task_id "
+            "WHERE g.key = ? AND t.domain = ? GROUP BY g.value ORDER BY n DESC, g.value",
+            (key, domain),
+        )
+    return [{"value": r[0], "count": r[1]} for r in rows]
+
+
+def tag_keys(conn: sqlite3.Connection, prefix: str, domain: str | None) -> list[str]:
+    """Distinct tag keys of active tasks starting with ``prefix`` (taken literally)."""
+    pattern = escape_like(prefix) + "%"
+    if domain is None:
+        rows = conn.execute(
+            "SELECT DISTINCT key FROM task_tags WHERE key LIKE ? ESCAPE '\\' ORDER BY key",
+            (pattern,),
+        )
+    else:
+        rows = conn.execute(
+            "SELECT DISTINCT g.key FROM task_tags g JOIN tasks t ON t.id = g.task_id "
+            "WHERE g.key LIKE ? ESCAPE '\\' AND t.domain = ? ORDER BY g.key",
+            (pattern, domain),
+        )
+    return [r[0] for r in rows]

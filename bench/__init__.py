@@ -1,0 +1,1 @@
+"""taskmill benchmark suite: `python -m bench [--quick|--full] [--out PATH]`."""

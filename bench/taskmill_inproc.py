@@ -1,0 +1,200 @@
+"""taskmill in-process: submit rates, end-to-end throughput, pickup latency.
+
+Every run opens a fresh file database in the bench directory (WAL,
+synchronous=NORMAL, the scheduler's defaults) and uses no-op executors, so the
+figures measure the scheduler itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import floor, huey_peer
+from bench.harness import Case, Config, Measurement, rate
+from taskmill import Domain, Scheduler, SchedulerConfig, Submission
+
+GROUP = "taskmill in-process"
+
+SUBMIT_SEQ = "taskmill submit, sequential"
+SUBMIT_8 = "taskmill submit, 8 concurrent submitters"
+SUBMIT_BATCH = "taskmill submit_batch, 1000 per batch"
+E2E = "taskmill end-to-end no-op, max_concurrency {}"
+LAT_P50 = "taskmill submit-to-start p50 (idle)"
+LAT_P99 = "taskmill submit-to-start p99 (idle)"
+
+
+def _domain(
+    started: dict[int, float] | None = None, signal: asyncio.Event | None = None
+) -> Domain:
+    d = Domain("bench")
+
+    async def noop(payload: Any, ctx: Any) -> None:
+        if started is not None:
+            started[ctx.task_id] = time.perf_counter()
+        if signal is not None:
+            signal.set()
+
+    d.register("noop", noop)
+    return d
+
+
+async def _open(path: Path, domain: Domain, **config: Any) -> Scheduler:
+    sched = Scheduler(str(path), domains=[domain], config=SchedulerConfig(**config))
+    await sched.start()
+    return sched
+
+
+def submit_sequential(cfg: Config, n: int) -> float:
+    async def run() -> float:
+        with cfg.fresh_db("tm-submit") as path:
+            sched = await _open(path, _domain(), max_concurrency=0)
+            try:
+                t0 = time.perf_counter()
+                for i in range(n):
+                    await sched.submit("bench::noop", i)
+                return rate(n, time.perf_counter() - t0)
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
+def submit_concurrent(cfg: Config, n: int, submitters: int = 8) -> float:
+    async def run() -> float:
+        with cfg.fresh_db("tm-submit8") as path:
+            sched = await _open(path, _domain(), max_concurrency=0)
+            per = n // submitters
+
+            async def worker(k: int) -> None:
+                for i in range(per):
+                    await sched.submit("bench::noop", k * per + i)
+
+            try:
+                t0 = time.perf_counter()
+                await asyncio.gather(*(worker(k) for k in range(submitters)))
+                return rate(per * submitters, time.perf_counter() - t0)
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
+def submit_batches(cfg: Config, n: int, size: int = 1000) -> float:
+    async def run() -> float:
+        with cfg.fresh_db("tm-batch") as path:
+            sched = await _open(path, _domain(), max_concurrency=0)
+            batches = max(1, n // size)
+            subs = [
+                [Submission(task_type="bench::noop", payload=b * size + i) for i in range(size)]
+                for b in range(batches)
+            ]
+            try:
+                t0 = time.perf_counter()
+                for batch in subs:
+                    await sched.submit_batch(batch)
+                return rate(batches * size, time.perf_counter() - t0)
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
+def end_to_end(cfg: Config, n: int, concurrency: int) -> float:
+    """Queue n no-op tasks, then time from resume until the last completes."""
+
+    async def run() -> float:
+        with cfg.fresh_db(f"tm-e2e{concurrency}") as path:
+            sched = await _open(path, _domain(), max_concurrency=concurrency)
+            try:
+                await sched.pause()
+                for start in range(0, n, 10_000):
+                    await sched.submit_batch(
+                        [
+                            Submission(task_type="bench::noop", payload=i)
+                            for i in range(start, min(n, start + 10_000))
+                        ]
+                    )
+                done = asyncio.Event()
+                sub = sched.subscribe(kinds=["completed"], maxsize=n + 10)
+                t0 = time.perf_counter()
+                await sched.resume()
+                count = 0
+                while count < n:
+                    ev = await sub.get(timeout=120)
+                    count += ev.kind == "completed"
+                elapsed = time.perf_counter() - t0
+                done.set()
+                return rate(n, elapsed)
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
+def pickup_latency(cfg: Config, samples: int) -> dict[str, float]:
+    """Submit one task at a time on an idle scheduler; time submit -> executor start."""
+
+    async def run() -> dict[str, float]:
+        started: dict[int, float] = {}
+        signal = asyncio.Event()
+        with cfg.fresh_db("tm-latency") as path:
+            sched = await _open(path, _domain(started, signal), max_concurrency=4)
+            try:
+                lat: list[float] = []
+                for i in range(samples + 5):
+                    await asyncio.sleep(0.01)  # let the scheduler go idle
+                    signal.clear()
+                    t0 = time.perf_counter()
+                    res = await sched.submit("bench::noop", i)
+                    async with asyncio.timeout(10):
+                        while res.id not in started:
+                            await signal.wait()
+                            signal.clear()
+                    if i >= 5:  # warm-up
+                        lat.append((started[res.id] - t0) * 1000)
+                lat.sort()
+                return {
+                    LAT_P50: statistics.median(lat),
+                    LAT_P99: lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+                }
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
+def cases(cfg: Config) -> Sequence[Case]:
+    n = cfg.n
+    out = [
+        Case.single(
+            Measurement(SUBMIT_SEQ, "tasks/s", True, GROUP, vs_huey=huey_peer.ENQUEUE_DEFAULT,
+                        vs_floor=floor.INSERT_COMMIT),
+            lambda: submit_sequential(cfg, n),
+        ),
+        Case.single(
+            Measurement(SUBMIT_8, "tasks/s", True, GROUP, vs_huey=huey_peer.ENQUEUE_DEFAULT,
+                        vs_floor=floor.INSERT_COMMIT),
+            lambda: submit_concurrent(cfg, n),
+        ),
+        Case.single(
+            Measurement(SUBMIT_BATCH, "tasks/s", True, GROUP, vs_floor=floor.BATCH_INSERT),
+            lambda: submit_batches(cfg, max(n, 5000)),
+        ),
+    ]
+    for conc, huey_row in ((1, huey_peer.E2E_1), (8, huey_peer.E2E_8), (64, huey_peer.E2E_8)):
+        out.append(
+            Case.single(
+                Measurement(E2E.format(conc), "tasks/s", True, GROUP, vs_huey=huey_row,
+                            vs_floor=floor.CLAIM_COMPLETE),
+                lambda conc=conc: end_to_end(cfg, n, conc),  # type: ignore[misc]
+            )
+        )
+    p50 = Measurement(LAT_P50, "ms", False, GROUP, vs_huey=huey_peer.PICKUP_P50)
+    p99 = Measurement(LAT_P99, "ms", False, GROUP, vs_huey=huey_peer.PICKUP_P99)
+    out.append(Case((p50, p99), lambda: pickup_latency(cfg, cfg.latency_samples)))
+    return out

@@ -1,0 +1,638 @@
+/**
+ * Wire types of the taskmill sidecar protocol, version 1 (shared/protocol.md).
+ *
+ * Every name here is the wire name: params, results, records and events are
+ * snake_case exactly as they travel. Nothing in this module exists at run time
+ * except a few `as const` tables.
+ *
+ * @packageDocumentation
+ */
+
+/** The protocol version this client speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** A task id: an integer that a task keeps for life. */
+export type TaskId = number;
+/** Integer milliseconds since the Unix epoch. */
+export type Timestamp = number;
+/** Integer milliseconds. */
+export type DurationMs = number;
+/** A qualified task type, `"domain::name"`. */
+export type TaskType = string;
+/** String-to-string tags. */
+export type Tags = Readonly<Record<string, string>>;
+
+/** Named priorities and their integer values (0 is the most urgent). */
+export const Priority = {
+  realtime: 0,
+  high: 64,
+  normal: 128,
+  background: 192,
+  idle: 255,
+} as const;
+
+/** One of the priority names. */
+export type PriorityName = keyof typeof Priority;
+/** A priority as a request may carry it: an integer 0..255 or a name. Responses always carry integers. */
+export type PriorityInput = number | PriorityName;
+
+/** Statuses of a task that lives in the active queue. */
+export const ACTIVE_STATUSES = ["pending", "running", "paused", "waiting", "blocked"] as const;
+/** Statuses of a history (terminal) record. */
+export const HISTORY_STATUSES = [
+  "completed",
+  "failed",
+  "cancelled",
+  "superseded",
+  "expired",
+  "dead_letter",
+  "dependency_failed",
+] as const;
+
+export type ActiveStatus = (typeof ACTIVE_STATUSES)[number];
+export type HistoryStatus = (typeof HISTORY_STATUSES)[number];
+export type TaskStatus = ActiveStatus | HistoryStatus;
+
+/** What a submission did. */
+export type SubmitOutcome = "inserted" | "duplicate" | "upgraded" | "requeued" | "superseded";
+
+/** Bytes of disk and network IO. */
+export interface IoBytes {
+  readonly disk_read: number;
+  readonly disk_write: number;
+  readonly net_rx: number;
+  readonly net_tx: number;
+}
+
+/** A task's progress as stored in its record. */
+export interface RecordProgress {
+  /** 0..1. */
+  readonly percent: number;
+  readonly message: string | null;
+  /** True when the percent was reported by the executor. */
+  readonly reported: boolean;
+  /** True when the percent is extrapolated from past durations. */
+  readonly extrapolated: boolean;
+}
+
+interface TaskRecordBase {
+  readonly id: TaskId;
+  readonly task_type: TaskType;
+  readonly domain: string;
+  readonly key: string;
+  readonly label: string;
+  readonly priority: number;
+  readonly effective_priority: number;
+  readonly payload: unknown;
+  readonly group: string | null;
+  readonly tags: Tags;
+  readonly parent_id: TaskId | null;
+  readonly retry_count: number;
+  readonly max_retries: number;
+  readonly last_error: string | null;
+  readonly created_at: Timestamp;
+  readonly started_at: Timestamp | null;
+  readonly run_after: Timestamp | null;
+  readonly expires_at: Timestamp | null;
+  readonly depends_on: readonly TaskId[];
+  readonly progress: RecordProgress;
+  readonly expected_io: IoBytes;
+}
+
+/** A task in the active queue. */
+export interface ActiveTaskRecord extends TaskRecordBase {
+  readonly status: ActiveStatus;
+}
+
+/** A terminal record from history. It carries the task's `id`; `history_id` tells runs apart. */
+export interface HistoryTaskRecord extends TaskRecordBase {
+  readonly status: HistoryStatus;
+  readonly history_id: number;
+  readonly finished_at: Timestamp;
+  readonly duration_ms: DurationMs | null;
+  readonly result: unknown;
+  readonly actual_io: IoBytes;
+}
+
+/** A task record, active or history; `status` tells which. */
+export type TaskRecord = ActiveTaskRecord | HistoryTaskRecord;
+
+// ---------------------------------------------------------------------------
+// Submission
+
+/** Retry policy of a submission. */
+export interface RetryPolicy {
+  readonly max_retries?: number;
+  readonly backoff?: "constant" | "exponential";
+  readonly base_ms?: DurationMs;
+  readonly max_ms?: DurationMs;
+}
+
+/** Recurring schedule of a submission. */
+export interface RecurringPolicy {
+  readonly interval_ms: DurationMs;
+  readonly max_occurrences?: number;
+  readonly initial_delay_ms?: DurationMs;
+}
+
+/** Declared IO of a task; every field optional. */
+export type ExpectedIo = Partial<IoBytes>;
+
+/** Params of `task.submit` (and of each item of `task.submit_batch`). */
+export interface SubmitParams {
+  readonly task_type: TaskType;
+  readonly payload?: unknown;
+  /** Dedup key. Defaults to the SHA-256 of the type and the canonical payload. */
+  readonly key?: string;
+  readonly label?: string;
+  readonly priority?: PriorityInput;
+  readonly group?: string;
+  readonly tags?: Tags;
+  readonly ttl_ms?: DurationMs;
+  readonly ttl_from?: "submission" | "first_attempt";
+  /** Delay before the task becomes eligible (exclusive with `run_at`). */
+  readonly run_after_ms?: DurationMs;
+  /** Time before which the task is not eligible (exclusive with `run_after_ms`). */
+  readonly run_at?: Timestamp;
+  readonly depends_on?: readonly TaskId[];
+  readonly on_dependency_failure?: "cancel" | "fail" | "ignore";
+  readonly expected_io?: ExpectedIo;
+  readonly retry?: RetryPolicy;
+  readonly recurring?: RecurringPolicy;
+  /** Defaults to `"skip"`. */
+  readonly on_duplicate?: "skip" | "supersede";
+  readonly parent_id?: TaskId;
+  readonly fail_fast?: boolean;
+}
+
+/** Result of `task.submit`. For `duplicate`, `id` is the existing task's. */
+export interface SubmitResult {
+  readonly outcome: SubmitOutcome;
+  readonly id: TaskId;
+}
+
+// ---------------------------------------------------------------------------
+// Queries and control
+
+export interface ListParams {
+  readonly status?: TaskStatus;
+  readonly domain?: string;
+  readonly task_type?: TaskType;
+  readonly group?: string;
+  readonly tags?: Tags;
+  readonly tag_prefix?: string;
+  /** Defaults to 100. */
+  readonly limit?: number;
+  readonly offset?: number;
+}
+
+export interface ListResult<R extends TaskRecord = TaskRecord> {
+  readonly tasks: readonly R[];
+  readonly total: number;
+}
+
+/** Params of `task.cancel_where`; at least one field must be given. */
+export interface CancelWhereParams {
+  readonly domain?: string;
+  readonly task_type?: TaskType;
+  readonly group?: string;
+  readonly status?: ActiveStatus;
+  readonly tags?: Tags;
+  readonly tag_prefix?: string;
+}
+
+export interface HistoryParams {
+  readonly status?: HistoryStatus;
+  readonly task_type?: TaskType;
+  readonly key?: string;
+  readonly limit?: number;
+  readonly offset?: number;
+}
+
+export interface LookupResult {
+  readonly where: "active" | "history" | "not_found";
+  readonly record?: TaskRecord;
+}
+
+export interface HistoryStats {
+  readonly count: number;
+  readonly avg_duration_ms: number;
+  readonly avg_read_bytes: number;
+  readonly avg_write_bytes: number;
+  readonly failure_rate: number;
+}
+
+export interface DependenciesResult {
+  readonly depends_on: readonly TaskId[];
+  readonly dependents: readonly TaskId[];
+}
+
+export interface TagValuesResult {
+  readonly values: readonly { readonly value: string; readonly count: number }[];
+}
+
+export interface TagKeysResult {
+  readonly keys: readonly string[];
+}
+
+/** Target of a rate limit: a task type xor a group. */
+export type RateLimitTarget = { readonly task_type: TaskType; readonly group?: never } | { readonly group: string; readonly task_type?: never };
+
+export type RateLimitParams = RateLimitTarget & {
+  readonly per_second: number;
+  readonly burst?: number;
+};
+
+/**
+ * A recurring schedule as listed by `recurring.list` and the snapshot.
+ * protocol.md does not fix its fields, so they are left open.
+ */
+export type RecurringSchedule = Readonly<Record<string, unknown>>;
+/** A rate limit as listed in the snapshot; protocol.md does not fix its fields. */
+export type RateLimitInfo = Readonly<Record<string, unknown>>;
+
+export interface PressureSource {
+  readonly source: string;
+  readonly value: number;
+}
+
+export interface SnapshotProgress {
+  readonly task_id: TaskId;
+  readonly percent: number;
+  readonly reported: boolean;
+  readonly extrapolated: boolean;
+  readonly message: string | null;
+}
+
+export interface SnapshotResources {
+  readonly cpu: number;
+  readonly disk_read_bps: number;
+  readonly disk_write_bps: number;
+  readonly net_rx_bps: number;
+  readonly net_tx_bps: number;
+  readonly memory: number;
+  readonly battery?: number | null;
+}
+
+export interface SnapshotDomain {
+  readonly domain: string;
+  readonly paused: boolean;
+  readonly running: number;
+  readonly pending: number;
+  readonly max_concurrency: number | null;
+}
+
+export interface SnapshotGroup {
+  readonly group: string;
+  readonly running: number;
+  readonly pending: number;
+  readonly limit: number | null;
+  readonly weight: number | null;
+  readonly min_slots: number | null;
+  readonly allocated_slots: number | null;
+  readonly paused: boolean;
+  readonly paused_until: Timestamp | null;
+}
+
+/** Result of `scheduler.snapshot` (protocol section 7). */
+export interface Snapshot {
+  readonly running: readonly ActiveTaskRecord[];
+  readonly pending_count: number;
+  readonly paused_count: number;
+  readonly blocked_count: number;
+  readonly waiting_count: number;
+  readonly progress: readonly SnapshotProgress[];
+  readonly pressure: number;
+  readonly pressure_breakdown: readonly PressureSource[];
+  readonly resources: SnapshotResources;
+  readonly max_concurrency: number;
+  readonly is_paused: boolean;
+  readonly domains: readonly SnapshotDomain[];
+  readonly groups: readonly SnapshotGroup[];
+  readonly rate_limits: readonly RateLimitInfo[];
+  readonly recurring: readonly RecurringSchedule[];
+  /** The aging configuration, or null when aging is off. */
+  readonly aging: Readonly<Record<string, unknown>> | null;
+}
+
+/** Result of `scheduler.metrics`. */
+export interface Metrics {
+  readonly counters: {
+    readonly submitted: number;
+    readonly dispatched: number;
+    readonly completed: number;
+    readonly failed: number;
+    readonly retried: number;
+    readonly dead_lettered: number;
+    readonly superseded: number;
+    readonly cancelled: number;
+    readonly expired: number;
+    readonly preempted: number;
+    readonly recurring_skipped: number;
+    readonly gate_denials: number;
+    readonly rate_limited: number;
+  };
+  readonly gauges: {
+    readonly pending: number;
+    readonly running: number;
+    readonly paused: number;
+    readonly blocked: number;
+    readonly waiting: number;
+    readonly pressure: number;
+  };
+}
+
+/** The WebSocket endpoint announced by the sidecar. */
+export interface WsEndpoint {
+  readonly url: string;
+  /** Null when the launcher passed the token in `TASKMILL_TOKEN`. */
+  readonly token: string | null;
+}
+
+export interface Transports {
+  readonly stdio: boolean;
+  readonly ws: WsEndpoint | null;
+}
+
+export interface TaskTypeInfo {
+  readonly task_type: TaskType;
+  readonly domain: string;
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly executor: "python" | "worker" | "none";
+}
+
+/** Result of `sidecar.info`. */
+export interface SidecarInfo {
+  readonly version: string;
+  readonly protocol: number;
+  readonly db_path: string;
+  readonly transports: Transports;
+  readonly task_types: readonly TaskTypeInfo[];
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+/** Params of the `sidecar.ready` notification, the first line on stdout. */
+export interface SidecarReady {
+  readonly protocol: number;
+  readonly version: string;
+  readonly pid: number;
+  readonly transports: Transports;
+  readonly db_path: string;
+  /** protocol.md writes `[...]`: names or the records of `sidecar.info`. */
+  readonly task_types: readonly (TaskType | TaskTypeInfo)[];
+}
+
+export interface HelloParams {
+  readonly token: string;
+  readonly protocol: number;
+  /** `"name/version"`. */
+  readonly client: string;
+}
+
+export interface HelloResult {
+  readonly protocol: number;
+  readonly version: string;
+  readonly session: string;
+}
+
+export interface ShutdownParams {
+  readonly mode?: "graceful" | "hard";
+  readonly timeout_ms?: DurationMs;
+}
+
+// ---------------------------------------------------------------------------
+// Events (protocol section 6)
+
+/** Fields every task event carries. */
+export interface TaskEventHeader {
+  readonly task_id: TaskId;
+  readonly task_type: TaskType;
+  readonly domain: string;
+  readonly key: string;
+  readonly label: string;
+  readonly tags: Tags;
+  readonly base_priority: number;
+  readonly effective_priority: number;
+  readonly parent_id: TaskId | null;
+}
+
+/** Extra fields of each task event kind. */
+export interface TaskEventFields {
+  submitted: { readonly outcome: SubmitOutcome };
+  dispatched: { readonly attempt: number };
+  progress: { readonly percent: number; readonly message: string | null; readonly reported: boolean };
+  completed: { readonly duration_ms: DurationMs; readonly result: unknown };
+  failed: {
+    readonly error: string;
+    readonly retryable: boolean;
+    readonly will_retry: boolean;
+    readonly retry_after_ms: DurationMs | null;
+    readonly attempt: number;
+  };
+  dead_lettered: { readonly error: string; readonly retry_count: number };
+  preempted: { readonly by_task_id: TaskId | null };
+  cancelled: { readonly reason: string };
+  superseded: { readonly new_task_id: TaskId };
+  expired: { readonly age_ms: DurationMs };
+  waiting: { readonly children_count: number };
+  unblocked: {};
+  dependency_failed: { readonly failed_dependency: TaskId };
+  recurring_skipped: { readonly reason: string };
+  recurring_completed: { readonly occurrences: number };
+}
+
+/** Fields of each scheduler event kind. */
+export interface SchedulerEventFields {
+  paused: {};
+  resumed: {};
+  domain_paused: { readonly domain: string };
+  domain_resumed: { readonly domain: string };
+  group_paused: { readonly group: string; readonly pending: number; readonly running: number };
+  group_resumed: { readonly group: string; readonly resumed: number };
+  group_weight_changed: { readonly group: string; readonly previous: number | null; readonly weight: number | null };
+  pressure: { readonly pressure: number; readonly breakdown: readonly PressureSource[] };
+  /** This subscription's buffer overflowed: refetch a snapshot. */
+  lagged: { readonly missed: number };
+  shutdown: { readonly mode: "graceful" | "hard" };
+}
+
+export type TaskEventKind = keyof TaskEventFields;
+export type SchedulerEventKind = keyof SchedulerEventFields;
+export type EventKind = TaskEventKind | SchedulerEventKind;
+
+/** Every task event kind, as a run-time list. */
+export const TASK_EVENT_KINDS = [
+  "submitted",
+  "dispatched",
+  "progress",
+  "completed",
+  "failed",
+  "dead_lettered",
+  "preempted",
+  "cancelled",
+  "superseded",
+  "expired",
+  "waiting",
+  "unblocked",
+  "dependency_failed",
+  "recurring_skipped",
+  "recurring_completed",
+] as const satisfies readonly TaskEventKind[];
+
+/** Every scheduler event kind, as a run-time list. */
+export const SCHEDULER_EVENT_KINDS = [
+  "paused",
+  "resumed",
+  "domain_paused",
+  "domain_resumed",
+  "group_paused",
+  "group_resumed",
+  "group_weight_changed",
+  "pressure",
+  "lagged",
+  "shutdown",
+] as const satisfies readonly SchedulerEventKind[];
+
+/** The envelope of every event notification. */
+export interface EventEnvelope {
+  /** The subscription id the server assigned (it changes on reconnect). */
+  readonly subscription: number;
+  /** Increases by one per event the scheduler emits, before filtering. */
+  readonly seq: number;
+  readonly at: Timestamp;
+}
+
+type Flatten<T> = { readonly [K in keyof T]: T[K] } & {};
+
+/** The event of one kind. */
+export type EventOf<K extends EventKind> = K extends TaskEventKind
+  ? Flatten<EventEnvelope & { readonly kind: K } & TaskEventHeader & TaskEventFields[K]>
+  : K extends SchedulerEventKind
+    ? Flatten<EventEnvelope & { readonly kind: K } & SchedulerEventFields[K]>
+    : never;
+
+/** Any event: a union discriminated by `kind`. */
+export type TaskmillEvent = { [K in EventKind]: EventOf<K> }[EventKind];
+/** Any task event. */
+export type TaskEvent = { [K in TaskEventKind]: EventOf<K> }[TaskEventKind];
+/** Any scheduler event. */
+export type SchedulerEvent = { [K in SchedulerEventKind]: EventOf<K> }[SchedulerEventKind];
+
+/** `events.subscribe` filter; every field optional, all AND-ed. */
+export interface EventFilter<K extends EventKind = EventKind> {
+  readonly kinds?: readonly K[];
+  readonly domains?: readonly string[];
+  readonly task_types?: readonly TaskType[];
+  readonly task_ids?: readonly TaskId[];
+  readonly tags?: Tags;
+  /** Progress events of one task are coalesced to one per interval. Defaults to 100; 0 = every report. */
+  readonly progress_interval_ms?: DurationMs;
+}
+
+// ---------------------------------------------------------------------------
+// Remote workers (protocol section 8)
+
+/** A task type declared inline by `worker.register`. */
+export interface WorkerTaskTypeDeclaration {
+  readonly task_type: TaskType;
+  readonly config?: Readonly<Record<string, unknown>>;
+}
+
+export interface WorkerRegisterParams {
+  readonly task_types: readonly (TaskType | WorkerTaskTypeDeclaration)[];
+  /** Defaults to 1. */
+  readonly concurrency?: number;
+}
+
+/** Params of the `worker.execute` request the sidecar sends. */
+export interface WorkerExecuteParams {
+  readonly worker: string;
+  readonly task: TaskRecord;
+  readonly attempt: number;
+}
+
+export type WorkerCancelReason = "preempted" | "cancelled" | "paused" | "shutdown";
+
+/** Params of the `worker.cancel` notification the sidecar sends. */
+export interface WorkerCancelParams {
+  readonly task_id: TaskId;
+  readonly reason: WorkerCancelReason;
+}
+
+export interface WorkerProgressParams {
+  readonly task_id: TaskId;
+  readonly percent: number;
+  readonly message?: string;
+}
+
+export interface WorkerIoParams {
+  readonly task_id: TaskId;
+  readonly disk_read?: number;
+  readonly disk_write?: number;
+  readonly net_rx?: number;
+  readonly net_tx?: number;
+}
+
+export type WorkerSpawnChildParams = SubmitParams & { readonly task_id: TaskId };
+
+// ---------------------------------------------------------------------------
+// Method table
+
+type NoParams = Readonly<Record<string, never>>;
+type Empty = Readonly<Record<string, never>>;
+
+/** Every client-to-sidecar method: its params and result. */
+export interface Methods {
+  "session.hello": { params: HelloParams; result: HelloResult };
+  "sidecar.info": { params: NoParams; result: SidecarInfo };
+  "sidecar.shutdown": { params: ShutdownParams; result: Empty };
+  "task.submit": { params: SubmitParams; result: SubmitResult };
+  "task.submit_batch": { params: { readonly tasks: readonly SubmitParams[] }; result: { readonly outcomes: readonly SubmitResult[] } };
+  "task.get": { params: { readonly id: TaskId }; result: TaskRecord };
+  "task.lookup": { params: { readonly task_type: TaskType; readonly key: string }; result: LookupResult };
+  "task.list": { params: ListParams; result: ListResult };
+  "task.cancel": { params: { readonly id: TaskId }; result: { readonly cancelled: boolean } };
+  "task.cancel_where": { params: CancelWhereParams; result: { readonly cancelled: readonly TaskId[] } };
+  "task.set_priority": { params: { readonly id: TaskId; readonly priority: PriorityInput }; result: { readonly updated: boolean } };
+  "task.retry_dead_letter": { params: { readonly id: TaskId }; result: SubmitResult };
+  "history.list": { params: HistoryParams; result: ListResult<HistoryTaskRecord> };
+  "history.stats": { params: { readonly task_type: TaskType }; result: HistoryStats };
+  "dependencies.get": { params: { readonly id: TaskId }; result: DependenciesResult };
+  "tags.values": { params: { readonly key: string; readonly domain?: string }; result: TagValuesResult };
+  "tags.keys": { params: { readonly prefix: string; readonly domain?: string }; result: TagKeysResult };
+  "scheduler.snapshot": { params: { readonly domain?: string }; result: Snapshot };
+  "scheduler.pause": { params: NoParams; result: Empty };
+  "scheduler.resume": { params: NoParams; result: Empty };
+  "scheduler.set_max_concurrency": { params: { readonly value: number }; result: Empty };
+  "scheduler.metrics": { params: NoParams; result: Metrics };
+  "domain.pause": { params: { readonly domain: string }; result: { readonly count: number } };
+  "domain.resume": { params: { readonly domain: string }; result: { readonly count: number } };
+  "domain.set_max_concurrency": { params: { readonly domain: string; readonly value: number | null }; result: Empty };
+  "group.pause": { params: { readonly group: string; readonly duration_ms?: DurationMs }; result: { readonly pending: number; readonly running: number } };
+  "group.resume": { params: { readonly group: string }; result: { readonly resumed: number } };
+  "group.set_limit": { params: { readonly group: string; readonly value: number | null }; result: Empty };
+  "group.set_weight": { params: { readonly group: string; readonly weight: number | null }; result: Empty };
+  "group.set_min_slots": { params: { readonly group: string; readonly value: number | null }; result: Empty };
+  "rate_limit.set": { params: RateLimitParams; result: Empty };
+  "rate_limit.remove": { params: RateLimitTarget; result: Empty };
+  "recurring.list": { params: { readonly domain?: string }; result: { readonly schedules: readonly RecurringSchedule[] } };
+  "recurring.pause": { params: { readonly id: number }; result: Empty };
+  "recurring.resume": { params: { readonly id: number }; result: Empty };
+  "recurring.cancel": { params: { readonly id: number }; result: Empty };
+  "pressure.set": { params: { readonly source: string; readonly value: number | null }; result: Empty };
+  "events.subscribe": { params: { readonly filter?: EventFilter }; result: { readonly subscription: number } };
+  "events.unsubscribe": { params: { readonly subscription: number }; result: Empty };
+  "worker.register": { params: WorkerRegisterParams; result: { readonly worker: string } };
+  "worker.unregister": { params: { readonly worker: string }; result: Empty };
+  "worker.spawn_child": { params: WorkerSpawnChildParams; result: SubmitResult };
+}
+
+export type MethodName = keyof Methods;
+export type MethodParams<M extends MethodName> = Methods[M]["params"];
+export type MethodResult<M extends MethodName> = Methods[M]["result"];
+
+/** Every notification a client may send to the sidecar. */
+export interface ClientNotifications {
+  "worker.progress": WorkerProgressParams;
+  "worker.io": WorkerIoParams;
+}

@@ -1,0 +1,242 @@
+"""The ``taskmill-sidecar`` command (and ``python -m taskmill``).
+
+::
+
+    taskmill-sidecar [--db PATH] [--stdio] [--ws] [--ws-host H] [--ws-port P]
+                     [--allow-origin O]... [--config FILE] [--app MODULE:ATTR]...
+                     [--demo] [--max-concurrency N] [--drain-timeout-ms N]
+                     [--parent-pid PID] [--log-level L]
+
+With neither ``--stdio`` nor ``--ws``, stdio is served. A flag given on the
+command line wins over the same setting in ``--config``. Exit codes: 0 after
+a clean shutdown, 2 when start-up fails (bad flags or config, a database that
+cannot be opened), 1 on an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .config import ConfigError, FileConfig, load_config
+from .protocol.codec import DEFAULT_MAX_MESSAGE_BYTES
+from .scheduler.config import SchedulerConfig
+from .scheduler.domain import Domain
+from .server.app import EXIT_ERROR, EXIT_STARTUP, Sidecar, SidecarOptions
+
+__all__ = ["build_parser", "default_db_path", "main"]
+
+log = logging.getLogger("taskmill")
+
+
+def default_db_path() -> str:
+    """``tasks.db`` in the platform's per-user data directory."""
+    import platformdirs
+
+    folder = Path(platformdirs.user_data_dir("taskmill", appauthor=False))
+    return str(folder / "tasks.db")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="taskmill-sidecar",
+        description="The taskmill sidecar: a persistent task scheduler spoken to over "
+        "JSON-RPC on stdio (JSON lines) and WebSocket (MessagePack or JSON).",
+    )
+    p.add_argument("--db", metavar="PATH", help="database file (default: per-user data dir)")
+    p.add_argument("--stdio", action="store_true", help="serve JSON lines on stdin/stdout")
+    p.add_argument("--ws", action="store_true", help="serve WebSocket on 127.0.0.1")
+    p.add_argument("--ws-host", default="127.0.0.1", metavar="H", help="WebSocket bind address")
+    p.add_argument("--ws-port", type=int, default=0, metavar="P", help="0 = any free port")
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="O",
+        help="an extra browser Origin allowed to connect (repeatable)",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="load Python domains from MODULE:ATTR (repeatable)",
+    )
+    p.add_argument(
+        "--app-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder to import --app modules from (repeatable)",
+    )
+    p.add_argument("--demo", action="store_true", help="declare the demo domain")
+    p.add_argument(
+        "--fs-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="enable the fs domain, confined to DIR (repeatable)",
+    )
+    p.add_argument("--max-concurrency", type=int, metavar="N")
+    p.add_argument("--drain-timeout-ms", type=int, metavar="N")
+    p.add_argument(
+        "--parent-pid", type=int, metavar="PID", help="shut down when this process is gone"
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="largest message accepted (default 4 MiB)",
+    )
+    p.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
+    )
+    p.add_argument("--version", action="version", version=f"taskmill {__version__}")
+    return p
+
+
+class StartupError(Exception):
+    """A problem found before serving: one line on stderr, exit 2."""
+
+
+def load_apps(specs: Iterable[str], paths: Iterable[str]) -> list[Domain]:
+    """Import ``MODULE:ATTR`` specs; ATTR is a Domain, a list of them, or a factory."""
+    for folder in paths:
+        sys.path.insert(0, os.path.abspath(folder))
+    domains: list[Domain] = []
+    for spec in specs:
+        module_name, sep, attr = spec.partition(":")
+        if not sep or not module_name or not attr:
+            raise StartupError(f"--app {spec!r}: expected MODULE:ATTR")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise StartupError(f"--app {spec!r}: cannot import {module_name}: {exc}") from exc
+        try:
+            target: Any = module
+            for part in attr.split("."):
+                target = getattr(target, part)
+        except AttributeError as exc:
+            raise StartupError(f"--app {spec!r}: {module_name} has no {attr}") from exc
+        if callable(target) and not isinstance(target, Domain):
+            target = target()
+        found = [target] if isinstance(target, Domain) else list(target)
+        for d in found:
+            if not isinstance(d, Domain):
+                raise StartupError(f"--app {spec!r}: {attr} gave {d!r}, not a taskmill Domain")
+        domains.extend(found)
+    return domains
+
+
+def build_options(args: argparse.Namespace) -> SidecarOptions:
+    """Merge flags, config file and built-ins into sidecar options."""
+    file_cfg = FileConfig()
+    if args.config:
+        try:
+            file_cfg = load_config(args.config)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
+    s = file_cfg.scheduler
+    overrides: dict[str, Any] = {}
+    for name in (
+        "max_concurrency",
+        "max_retries",
+        "preempt_priority",
+        "poll_interval_ms",
+        "drain_timeout_ms",
+        "default_ttl_ms",
+        "expiry_sweep_interval_ms",
+        "default_priority",
+        "synchronous",
+    ):
+        if name in s:
+            overrides[name] = s[name]
+    if file_cfg.retention is not None:
+        overrides["retention"] = file_cfg.retention
+    if args.max_concurrency is not None:
+        if args.max_concurrency < 0:
+            raise StartupError("--max-concurrency must be >= 0")
+        overrides["max_concurrency"] = args.max_concurrency
+    if args.drain_timeout_ms is not None:
+        if args.drain_timeout_ms < 0:
+            raise StartupError("--drain-timeout-ms must be >= 0")
+        overrides["drain_timeout_ms"] = args.drain_timeout_ms
+    try:
+        config = SchedulerConfig(**overrides)
+    except Exception as exc:
+        raise StartupError(f"config: {exc}") from exc
+
+    domains: list[Domain] = list(file_cfg.domains)
+    domains += load_apps(args.app, args.app_path)
+    if args.demo:
+        from .builtins.demo import demo_domain
+
+        domains.append(demo_domain())
+    if args.fs_root:
+        from .builtins.fs import fs_domain
+
+        for root in args.fs_root:
+            if not os.path.isdir(root):
+                raise StartupError(f"--fs-root {root!r} is not a folder")
+        domains.append(fs_domain(args.fs_root))
+    if args.ws_port < 0 or args.ws_port > 65535:
+        raise StartupError("--ws-port must be within 0..65535")
+    if args.max_message_bytes < 1024:
+        raise StartupError("--max-message-bytes must be at least 1024")
+
+    db_path = args.db or default_db_path()
+    if not args.db:
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    serve_ws = bool(args.ws)
+    serve_stdio = bool(args.stdio) or not serve_ws
+    return SidecarOptions(
+        db_path=db_path,
+        stdio=serve_stdio,
+        ws=serve_ws,
+        ws_host=args.ws_host,
+        ws_port=args.ws_port,
+        allow_origins=args.allow_origin,
+        parent_pid=args.parent_pid,
+        max_message_bytes=args.max_message_bytes,
+        config=config,
+        domains=domains,
+        env_token=os.environ.get("TASKMILL_TOKEN") or None,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the sidecar; exits the process with its exit code."""
+    # stdout carries protocol messages only: keep the real pipe for the
+    # protocol and send anything printed (by app code, say) to stderr.
+    proto_out = sys.stdout.buffer
+    sys.stdout = sys.stderr
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        options = build_options(args)
+    except StartupError as exc:
+        print(f"taskmill-sidecar: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_STARTUP)
+    try:
+        code = asyncio.run(Sidecar(options, stdout=proto_out).run())
+    except KeyboardInterrupt:
+        code = 0
+    except Exception:
+        log.exception("the sidecar stopped on an unexpected error")
+        code = EXIT_ERROR
+    sys.stderr.flush()
+    sys.exit(code)

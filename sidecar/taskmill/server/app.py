@@ -1,0 +1,276 @@
+"""The sidecar process: scheduler, transports, readiness and shutdown.
+
+Start-up: open the database (migrate, recover), start the WebSocket server if
+asked, write ``sidecar.ready`` as the first stdout line, then serve. Shutdown
+(stdin EOF, SIGTERM/SIGINT, ``sidecar.shutdown``, the parent process gone):
+stop dispatching, emit ``shutdown``, drain running tasks up to the drain
+timeout, put the rest back to pending, close the database, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from .._version import __version__
+from ..config import ConfigError, _domain
+from ..errors import InvalidParams, StorageError
+from ..protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, LineDecoder
+from ..protocol.messages import notification
+from ..protocol.methods import PROTOCOL_VERSION
+from ..scheduler.config import SchedulerConfig
+from ..scheduler.core import Scheduler
+from ..scheduler.domain import Domain
+from .session import Session
+from .stdio import LineWriter, StdinReader
+from .workers import WorkerPool
+from .ws import DEFAULT_ORIGINS, start_ws_server
+
+__all__ = ["Sidecar", "SidecarOptions"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_STARTUP = 2
+
+
+@dataclass(kw_only=True)
+class SidecarOptions:
+    """Everything the command line (merged with the config file) decides."""
+
+    db_path: str
+    stdio: bool = True
+    ws: bool = False
+    ws_host: str = "127.0.0.1"
+    ws_port: int = 0
+    allow_origins: Sequence[str] = ()
+    parent_pid: int | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    config: SchedulerConfig = field(default_factory=SchedulerConfig)
+    domains: Sequence[Domain] = ()
+    #: The token from TASKMILL_TOKEN, if the launcher set one.
+    env_token: str | None = None
+
+
+class Sidecar:
+    """One running sidecar."""
+
+    def __init__(
+        self,
+        options: SidecarOptions,
+        *,
+        stdin: BinaryIO | None = None,
+        stdout: BinaryIO | None = None,
+    ) -> None:
+        self.options = options
+        self.scheduler = Scheduler(
+            options.db_path, domains=list(options.domains), config=options.config
+        )
+        self.workers = WorkerPool(self.scheduler)
+        self.scheduler.remote = self.workers
+        self.token = options.env_token or secrets.token_urlsafe(32)
+        self.sessions: set[Session] = set()
+        self.ws_url: str | None = None
+        self.closing = False
+        self._stdin = stdin
+        self._stdout = stdout
+        self._shutdown: asyncio.Future[tuple[str, int | None]] | None = None
+        self._writer: LineWriter | None = None
+
+    # -- what the methods need ---------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        with_workers = self.workers.types_with_workers()
+        types = []
+        for tt in sorted(self.scheduler.registry.all_types(), key=lambda t: t.qualified):
+            if tt.executor is not None:
+                where = "python"
+            elif tt.qualified in with_workers:
+                where = "worker"
+            else:
+                where = "none"
+            types.append(
+                {
+                    "task_type": tt.qualified,
+                    "domain": tt.domain,
+                    "config": tt.config_dict(),
+                    "executor": where,
+                }
+            )
+        cfg = self.scheduler.config
+        return {
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "db_path": self.scheduler.path,
+            "transports": self.transports(),
+            "task_types": types,
+            "config": {
+                "max_concurrency": self.scheduler.max_concurrency,
+                "max_retries": cfg.max_retries,
+                "poll_interval_ms": cfg.poll_interval_ms,
+                "drain_timeout_ms": cfg.drain_timeout_ms,
+                "default_ttl_ms": cfg.default_ttl_ms,
+                "preempt_priority": cfg.preempt_priority,
+                "synchronous": cfg.synchronous,
+                "retention": {
+                    "max_count": cfg.retention.max_count,
+                    "max_age_ms": cfg.retention.max_age_ms,
+                    "prune_interval": cfg.retention.prune_interval,
+                },
+            },
+        }
+
+    def transports(self) -> dict[str, Any]:
+        ws: dict[str, Any] | None = None
+        if self.ws_url is not None:
+            ws = {
+                "url": self.ws_url,
+                "token": None if self.options.env_token else self.token,
+            }
+        return {"stdio": self.options.stdio, "ws": ws}
+
+    def declare_type(self, task_type: str, config: Mapping[str, Any], source: str) -> None:
+        """Declare a type from a worker's inline declaration (config-file schema)."""
+        name = task_type.partition("::")[2]
+        domain_name = task_type.partition("::")[0]
+        try:
+            d = _domain(domain_name, {"types": {name: dict(config)}})
+        except ConfigError as exc:
+            raise InvalidParams(f"task_types: {exc}", field="task_types") from exc
+        tt = d.types[name]
+        existing = self.scheduler.registry.find(task_type)
+        if existing is not None and existing.executor is not None:
+            raise InvalidParams(
+                f"task type {task_type!r} already has an executor in the sidecar",
+                field="task_types",
+            )
+        tt.source = source
+        self.scheduler.registry.domain(domain_name, create=True).types[name] = tt
+
+    def request_shutdown(self, mode: str = "graceful", timeout_ms: int | None = None) -> None:
+        """Begin shutting down (idempotent)."""
+        if self._shutdown is not None and not self._shutdown.done():
+            self._shutdown.set_result((mode, timeout_ms))
+
+    # -- running -------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Serve until shutdown; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        self._shutdown = loop.create_future()
+        out = self._stdout or sys.stdout.buffer
+        try:
+            await self.scheduler.start()
+        except StorageError as exc:
+            print(f"taskmill-sidecar: {exc.message}", file=sys.stderr, flush=True)
+            return EXIT_STARTUP
+        server = None
+        try:
+            if self.options.ws:
+                server, self.ws_url = await start_ws_server(
+                    self,
+                    self.options.ws_host,
+                    self.options.ws_port,
+                    [*DEFAULT_ORIGINS, *self.options.allow_origins],
+                    self.options.max_message_bytes,
+                )
+        except OSError as exc:
+            print(f"taskmill-sidecar: cannot listen for WebSocket: {exc}", file=sys.stderr)
+            await self.scheduler.shutdown("hard")
+            return EXIT_STARTUP
+        self._writer = LineWriter(out, loop)
+        self._writer.send(notification("sidecar.ready", self._ready_params()))
+        if self.options.stdio:
+            self._serve_stdio(loop)
+        self._install_signals(loop)
+        if self.options.parent_pid is not None:
+            _start_parent_watchdog(self.options.parent_pid, loop, self.request_shutdown)
+        mode, timeout_ms = await self._shutdown
+        log.info("shutting down (%s)", mode)
+        self.closing = True
+        await self.scheduler.shutdown("hard" if mode == "hard" else "graceful", timeout_ms)
+        for session in list(self.sessions):
+            await session.close()
+        if server is not None:
+            server.close()
+            try:
+                async with asyncio.timeout(2):
+                    await server.wait_closed()
+            except TimeoutError:
+                log.warning("WebSocket connections did not close in time")
+        await asyncio.to_thread(self._writer.flush_and_stop)
+        return EXIT_OK
+
+    def _ready_params(self) -> dict[str, Any]:
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "version": __version__,
+            "pid": os.getpid(),
+            "transports": self.transports(),
+            "db_path": self.scheduler.path,
+            "task_types": sorted(t.qualified for t in self.scheduler.registry.all_types()),
+        }
+
+    def _serve_stdio(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._writer is not None
+        session = Session(self, self._writer, transport="stdio", authenticated=True)
+        self._writer.on_writable = session.writable
+        self.sessions.add(session)
+        decoder = LineDecoder(self.options.max_message_bytes)
+
+        def on_data(data: bytes) -> None:
+            for item in decoder.feed(data):
+                session.receive(item)
+
+        def on_eof() -> None:
+            for item in decoder.finish():
+                session.receive(item)
+            log.info("stdin closed: the parent is gone")
+            self.request_shutdown("graceful")
+
+        StdinReader(self._stdin or sys.stdin.buffer, loop, on_data, on_eof).start()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_shutdown, "graceful")
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not main
+                try:
+                    signal.signal(
+                        sig,
+                        lambda *_: loop.call_soon_threadsafe(self.request_shutdown, "graceful"),
+                    )
+                except ValueError:
+                    pass
+
+
+def _start_parent_watchdog(
+    pid: int, loop: asyncio.AbstractEventLoop, on_gone: Any, interval_s: float = 0.5
+) -> threading.Thread:
+    """A thread (not a task: blocking work cannot starve it) that polls the parent."""
+    import psutil
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(interval_s):
+            if not psutil.pid_exists(pid):
+                log.info("parent process %d is gone", pid)
+                try:
+                    loop.call_soon_threadsafe(on_gone, "graceful")
+                except RuntimeError:
+                    pass
+                return
+
+    thread = threading.Thread(target=watch, name="taskmill-parent-watchdog", daemon=True)
+    thread.start()
+    return thread
