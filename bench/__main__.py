@@ -23,7 +23,7 @@ SECTIONS: dict[str, str] = {
     "floor": "bench.floor",
     "huey": "bench.huey_peer",
     "taskmill": "bench.taskmill_inproc",
-    # "sidecar": "bench.taskmill_sidecar",
+    "sidecar": "bench.taskmill_sidecar",
 }
 
 MODES = {

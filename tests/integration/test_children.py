@@ -132,3 +132,17 @@ async def test_waiting_parent_survives_restart(db_path: str) -> None:
         assert rec.result["results"] == [0, 1]
     finally:
         await again.shutdown("hard")
+
+
+async def test_cancel_waiting_parent_cancels_children(make_scheduler: MakeScheduler) -> None:
+    release = asyncio.Event()
+    sched = await make_scheduler(fanout_domain(release), max_concurrency=4)
+    sub = sched.subscribe(kinds=["cancelled"])
+    res = await sched.submit("f::parent", {"n": 2})
+    await until(lambda: len(sched.running()) == 2)
+    assert (await sched.get(res.id)).status is Status.WAITING
+    assert await sched.cancel(res.id) is True
+    assert (await sched.get(res.id)).status is Status.CANCELLED
+    cancelled = {(await sub.get(timeout=5)).task_id for _ in range(3)}
+    assert res.id in cancelled and len(cancelled) == 3
+    assert not sched.running()
