@@ -24,13 +24,15 @@ SUBMIT_SEQ = "taskmill submit, sequential"
 SUBMIT_8 = "taskmill submit, 8 concurrent submitters"
 SUBMIT_BATCH = "taskmill submit_batch, 1000 per batch"
 E2E = "taskmill end-to-end no-op, max_concurrency {}"
+FAIR_PLAIN = "taskmill dispatch, 10,000 queued, plain priority"
+FAIR_50 = "taskmill dispatch, 10,000 queued, 50 weighted groups"
+QUEUED_1K = "taskmill dispatch with 1,000 queued"
+QUEUED_100K = "taskmill dispatch with 100,000 queued"
 LAT_P50 = "taskmill submit-to-start p50 (idle)"
 LAT_P99 = "taskmill submit-to-start p99 (idle)"
 
 
-def _domain(
-    started: dict[int, float] | None = None, signal: asyncio.Event | None = None
-) -> Domain:
+def _domain(started: dict[int, float] | None = None, signal: asyncio.Event | None = None) -> Domain:
     d = Domain("bench")
 
     async def noop(payload: Any, ctx: Any) -> None:
@@ -136,6 +138,67 @@ def end_to_end(cfg: Config, n: int, concurrency: int) -> float:
     return asyncio.run(run())
 
 
+async def _fill(sched: Scheduler, n: int, groups: int = 0) -> None:
+    for start in range(0, n, 5_000):
+        await sched.submit_batch(
+            [
+                Submission(
+                    task_type="bench::noop",
+                    payload=i,
+                    group=f"g{i % groups}" if groups else None,
+                )
+                for i in range(start, min(n, start + 5_000))
+            ]
+        )
+
+
+async def _drain(sched: Scheduler, count: int) -> float:
+    """Resume a paused scheduler; tasks/s until ``count`` completions."""
+    sub = sched.subscribe(kinds=["completed"], maxsize=count + 10)
+    t0 = time.perf_counter()
+    await sched.resume()
+    done = 0
+    while done < count:
+        ev = await sub.get(timeout=120)
+        done += ev.kind == "completed"
+    elapsed = time.perf_counter() - t0
+    sub.close()
+    return rate(count, elapsed)
+
+
+def fair_dispatch(cfg: Config, n: int, groups: int, weighted: bool) -> float:
+    async def run() -> float:
+        with cfg.fresh_db("tm-fair") as path:
+            sched = await _open(path, _domain(), max_concurrency=8)
+            try:
+                await sched.pause()
+                await _fill(sched, n, groups)
+                if weighted:
+                    for g in range(groups):
+                        sched.set_group_weight(f"g{g}", 1 + g % 5)
+                return await _drain(sched, n)
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
+def dispatch_with_queue(cfg: Config, queued: int, measure: int) -> float:
+    """Dispatch rate over the first ``measure`` tasks while ``queued`` wait."""
+
+    async def run() -> float:
+        with cfg.fresh_db("tm-queued") as path:
+            sched = await _open(path, _domain(), max_concurrency=8)
+            try:
+                await sched.pause()
+                await _fill(sched, queued)
+                return await _drain(sched, measure)
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
 def pickup_latency(cfg: Config, samples: int) -> dict[str, float]:
     """Submit one task at a time on an idle scheduler; time submit -> executor start."""
 
@@ -172,13 +235,25 @@ def cases(cfg: Config) -> Sequence[Case]:
     n = cfg.n
     out = [
         Case.single(
-            Measurement(SUBMIT_SEQ, "tasks/s", True, GROUP, vs_huey=huey_peer.ENQUEUE_DEFAULT,
-                        vs_floor=floor.INSERT_COMMIT),
+            Measurement(
+                SUBMIT_SEQ,
+                "tasks/s",
+                True,
+                GROUP,
+                vs_huey=huey_peer.ENQUEUE_DEFAULT,
+                vs_floor=floor.INSERT_COMMIT,
+            ),
             lambda: submit_sequential(cfg, n),
         ),
         Case.single(
-            Measurement(SUBMIT_8, "tasks/s", True, GROUP, vs_huey=huey_peer.ENQUEUE_DEFAULT,
-                        vs_floor=floor.INSERT_COMMIT),
+            Measurement(
+                SUBMIT_8,
+                "tasks/s",
+                True,
+                GROUP,
+                vs_huey=huey_peer.ENQUEUE_DEFAULT,
+                vs_floor=floor.INSERT_COMMIT,
+            ),
             lambda: submit_concurrent(cfg, n),
         ),
         Case.single(
@@ -189,11 +264,42 @@ def cases(cfg: Config) -> Sequence[Case]:
     for conc, huey_row in ((1, huey_peer.E2E_1), (8, huey_peer.E2E_8), (64, huey_peer.E2E_8)):
         out.append(
             Case.single(
-                Measurement(E2E.format(conc), "tasks/s", True, GROUP, vs_huey=huey_row,
-                            vs_floor=floor.CLAIM_COMPLETE),
+                Measurement(
+                    E2E.format(conc),
+                    "tasks/s",
+                    True,
+                    GROUP,
+                    vs_huey=huey_row,
+                    vs_floor=floor.CLAIM_COMPLETE,
+                ),
                 lambda conc=conc: end_to_end(cfg, n, conc),  # type: ignore[misc]
             )
         )
+    out.append(
+        Case.single(
+            Measurement(FAIR_PLAIN, "tasks/s", True, GROUP),
+            lambda: fair_dispatch(cfg, 10_000, 50, weighted=False),
+        )
+    )
+    out.append(
+        Case.single(
+            Measurement(FAIR_50, "tasks/s", True, GROUP, note="goal: within 2x of plain"),
+            lambda: fair_dispatch(cfg, 10_000, 50, weighted=True),
+        )
+    )
+    measure = 3_000
+    out.append(
+        Case.single(
+            Measurement(QUEUED_1K, "tasks/s", True, GROUP),
+            lambda: dispatch_with_queue(cfg, 1_000 + measure, measure),
+        )
+    )
+    out.append(
+        Case.single(
+            Measurement(QUEUED_100K, "tasks/s", True, GROUP, note="goal: within 20% of 1,000"),
+            lambda: dispatch_with_queue(cfg, 100_000 + measure, measure),
+        )
+    )
     p50 = Measurement(LAT_P50, "ms", False, GROUP, vs_huey=huey_peer.PICKUP_P50)
     p99 = Measurement(LAT_P99, "ms", False, GROUP, vs_huey=huey_peer.PICKUP_P99)
     out.append(Case((p50, p99), lambda: pickup_latency(cfg, cfg.latency_samples)))

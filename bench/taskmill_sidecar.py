@@ -49,9 +49,18 @@ class Proc:
     async def start(cls, db: Path, *extra: str) -> tuple[Proc, float]:
         t0 = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "taskmill", "--stdio", "--demo", "--db", str(db), *extra,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, limit=1 << 24,
+            sys.executable,
+            "-m",
+            "taskmill",
+            "--stdio",
+            "--demo",
+            "--db",
+            str(db),
+            *extra,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            limit=1 << 24,
         )
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
@@ -253,8 +262,7 @@ def cases(cfg: Config) -> Sequence[Case]:
             (
                 Measurement(STDIO_P50, ms, False, GROUP),
                 Measurement(STDIO_P99, ms, False, GROUP),
-                Measurement(STDIO_PIPE, "tasks/s", True, GROUP,
-                            vs_huey=huey_peer.ENQUEUE_DEFAULT),
+                Measurement(STDIO_PIPE, "tasks/s", True, GROUP, vs_huey=huey_peer.ENQUEUE_DEFAULT),
             ),
             lambda: stdio_submit(cfg, samples, n),
         ),
@@ -266,7 +274,5 @@ def cases(cfg: Config) -> Sequence[Case]:
             ),
             lambda: ws_submit(cfg, samples, n),
         ),
-        Case.single(
-            Measurement(WS_EVENTS, "events/s", True, GROUP), lambda: ws_events(cfg, n)
-        ),
+        Case.single(Measurement(WS_EVENTS, "events/s", True, GROUP), lambda: ws_events(cfg, n)),
     ]

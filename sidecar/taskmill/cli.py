@@ -163,6 +163,13 @@ def build_options(args: argparse.Namespace) -> SidecarOptions:
             overrides[name] = s[name]
     if file_cfg.retention is not None:
         overrides["retention"] = file_cfg.retention
+    if file_cfg.aging is not None:
+        from .scheduler.aging import AgingConfig
+
+        try:
+            overrides["aging"] = AgingConfig(**file_cfg.aging)
+        except Exception as exc:
+            raise StartupError(f"scheduler.aging: {exc}") from exc
     if args.max_concurrency is not None:
         if args.max_concurrency < 0:
             raise StartupError("--max-concurrency must be >= 0")
@@ -211,6 +218,7 @@ def build_options(args: argparse.Namespace) -> SidecarOptions:
         config=config,
         domains=domains,
         env_token=os.environ.get("TASKMILL_TOKEN") or None,
+        file_config=file_cfg,
     )
 
 

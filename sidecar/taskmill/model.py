@@ -383,6 +383,8 @@ class TaskRecord:
     duration_ms: int | None = None
     result: JSONValue = None
     actual_io: IoBudget | None = None
+    #: Time spent paused (not on the wire; aging does not count it).
+    pause_duration_ms: int = 0
 
     @property
     def is_history(self) -> bool:

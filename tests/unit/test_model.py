@@ -11,7 +11,11 @@ from taskmill.model import parse_priority, split_task_type
 
 def test_parse_priority() -> None:
     assert [parse_priority(n) for n in ("realtime", "high", "normal", "background", "idle")] == [
-        0, 64, 128, 192, 255,
+        0,
+        64,
+        128,
+        192,
+        255,
     ]
     assert parse_priority(7) == 7
     for bad in (-1, 256, True, "HIGH", 1.5, None):

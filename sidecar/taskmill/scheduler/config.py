@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import InvalidParams
 from ..model import Priority, RetryPolicy
+from .aging import AgingConfig
 
 __all__ = ["Retention", "SchedulerConfig"]
 
@@ -59,6 +60,12 @@ class SchedulerConfig:
     event_buffer: int = 1024
     cancel_hook_timeout_ms: int = 30_000
     preempt_priority: int = Priority.REALTIME
+    #: Priority aging; None (the default) keeps plain priority order.
+    aging: AgingConfig | None = None
+    #: Running tasks allowed per group without a limit of its own (0: no limit).
+    default_group_concurrency: int = 0
+    #: Weight of groups without one (and of ungrouped tasks) in fair scheduling.
+    default_group_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 0:
@@ -67,6 +74,12 @@ class SchedulerConfig:
             raise InvalidParams("max_retries must be >= 0", field="max_retries")
         if self.poll_interval_ms <= 0:
             raise InvalidParams("poll_interval_ms must be > 0", field="poll_interval_ms")
+        if self.default_group_concurrency < 0:
+            raise InvalidParams(
+                "default_group_concurrency must be >= 0", field="default_group_concurrency"
+            )
+        if not self.default_group_weight > 0:
+            raise InvalidParams("default_group_weight must be > 0", field="default_group_weight")
         if self.synchronous.upper() not in ("NORMAL", "FULL", "EXTRA", "OFF"):
             raise InvalidParams("synchronous must be NORMAL or FULL", field="synchronous")
 

@@ -18,13 +18,14 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ..clock import Clock, SystemClock
 from ..errors import (
     InvalidParams,
+    InvalidState,
     NotFound,
     PayloadTooLarge,
     ShuttingDown,
@@ -48,10 +49,10 @@ from ..store.rows import Finish, NewTask
 from ..store.store import Store
 from .config import SchedulerConfig
 from .context import TaskContext, state_view
+from .dispatch import DispatchPolicy, Gate
 from .domain import BoundExecutor, Domain, TypeRegistry
 from .events import EventBus, EventFilter, Subscription
 from .policy import (
-    GateState,
     decide_failure,
     dedup_key,
     encode_payload,
@@ -156,6 +157,15 @@ class Scheduler:
         self._tick_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.metrics: Counter[str] = Counter()
         self.remote: RemoteExecutors | None = None
+        self.policy = DispatchPolicy(
+            default_group_limit=self.config.default_group_concurrency,
+            default_group_weight=self.config.default_group_weight,
+            aging=self.config.aging,
+        )
+        #: An extra gate check (resource pressure, IO budget), set by the resource layer.
+        self.gate_hook: Callable[[db.Candidate], int | None] | None = None
+        self._preempted = False
+        self._recheck_preempted = False
         self._background: set[asyncio.Task[Any]] = set()
         self.clock.on_change(self.wake)
 
@@ -177,6 +187,9 @@ class Scheduler:
         )
         now = self.clock.now_ms()
         recovery = await self._store.write(lambda c: db.recover(c, now))
+        groups, domains = await self._store.read(db.load_pauses)
+        self.policy.paused_groups.update(groups)
+        self.policy.paused_domains.update(domains)
         if recovery.parents_ready:
             log.info("%d waiting parent(s) ready to finalize", len(recovery.parents_ready))
         if recovery.requeued:
@@ -251,7 +264,18 @@ class Scheduler:
                     exc.field = f"tasks[{i}].{exc.field}"
                 raise
         effects = await self.store.write(lambda c: db.submit(c, items, now))
-        return self._apply_submit_effects(effects)
+        results = self._apply_submit_effects(effects)
+        urgent = [
+            e.record
+            for e in effects
+            if e.outcome is not Outcome.DUPLICATE
+            and e.record is not None
+            and e.record.priority <= self.config.preempt_priority
+        ]
+        if urgent:
+            best = min(urgent, key=lambda r: r.priority)
+            await self._preempt(best.priority, best.id)
+        return results
 
     async def _parent_record(self, parent_id: int) -> TaskRecord:
         ex = self._running.get(parent_id)
@@ -283,6 +307,7 @@ class Scheduler:
             assert eff.record is not None
             self.events.emit("submitted", eff.record, outcome=eff.outcome.value)
         if changed:
+            self.policy.invalidate_counts()
             self.wake()
         return out
 
@@ -297,8 +322,6 @@ class Scheduler:
     async def _spawn_sibling(
         self, rec: TaskRecord, task_type: str, payload: JSONValue, options: dict[str, Any]
     ) -> SubmitResult:
-        from ..errors import InvalidState
-
         if rec.parent_id is None:
             raise InvalidState(f"task {rec.id} has no parent, so it cannot spawn a sibling")
         options["parent_id"] = rec.parent_id
@@ -341,7 +364,11 @@ class Scheduler:
                 await asyncio.sleep(0)
                 continue
             now = self.clock.now_ms()
-            delay_ms = next_wake_ms(now, self._next_due, self.config.poll_interval_ms)
+            due = self._next_due
+            resume = self.policy.next_group_resume()
+            if resume is not None:
+                due = resume if due is None else min(due, resume)
+            delay_ms = next_wake_ms(now, due, self.config.poll_interval_ms)
             if backoff:
                 delay_ms = int(backoff * 1000)
             if not self.clock.is_real:
@@ -378,13 +405,7 @@ class Scheduler:
         async with asyncio.timeout(timeout):
             await fut
 
-    def _gate_state(self) -> GateState:
-        by_domain: dict[str, int] = {}
-        by_type: dict[str, int] = {}
-        for ex in self._running.values():
-            r = ex.record
-            by_domain[r.domain] = by_domain.get(r.domain, 0) + 1
-            by_type[r.task_type] = by_type.get(r.task_type, 0) + 1
+    def _claim_plan(self, now: int, limit: int) -> tuple[db.ClaimPlan, Gate]:
         domain_caps = {
             name: d.max_concurrency
             for name, d in self.registry.domains.items()
@@ -403,17 +424,37 @@ class Scheduler:
                     unavailable.add(tt.qualified)
                 else:
                     budget[tt.qualified] = slots
-        return GateState(
-            running_by_domain=by_domain,
-            running_by_type=by_type,
+        return self.policy.plan(
+            now=now,
+            limit=limit,
+            running=[ex.record for ex in self._running.values()],
             domain_caps=domain_caps,
             type_caps=type_caps,
             unavailable=frozenset(unavailable),
             type_budget=budget,
+            extra=self.gate_hook,
         )
+
+    async def _housekeeping(self, now: int) -> None:
+        """Timed group resumes and the resume of preempted work, when due."""
+        for group, resume_at in list(self.policy.paused_groups.items()):
+            if resume_at is not None and resume_at <= now:
+                await self.resume_group(group)
+        if self._preempted and self._recheck_preempted:
+            self._recheck_preempted = False
+            preempt = self.config.preempt_priority
+
+            def op(conn: Any) -> tuple[list[int], bool]:
+                return db.resume_preempted(conn, now, preempt), db.has_preempted(conn)
+
+            resumed, remaining = await self.store.write(op)
+            self._preempted = remaining
+            if resumed:
+                self.wake()
 
     async def _turn(self) -> None:
         now = self.clock.now_ms()
+        await self._housekeeping(now)
         finished, self._finished = self._finished, []
         limit = 0
         if self._dispatching and not self._paused:
@@ -421,6 +462,8 @@ class Scheduler:
         due = self._next_due is not None and self._next_due <= now
         if not finished and limit == 0 and not due:
             return
+        if finished:
+            self._recheck_preempted = True
         finishes = [f for f, _ in finished]
         completions = sum(1 for f in finishes if f.kind != "retry")
         retention = self.config.retention
@@ -430,7 +473,7 @@ class Scheduler:
             self._completions += completions
             interval = max(1, retention.prune_interval)
             prune = before == 0 or before // interval != self._completions // interval
-        gate = self._gate_state() if limit else None
+        plan = self._claim_plan(now, limit)[0] if limit else None
 
         eff = db.Effects()
 
@@ -441,8 +484,8 @@ class Scheduler:
                 if prune
                 else 0
             )
-            if limit and gate is not None:
-                claim = db.claim(conn, now, limit, gate.admit)
+            if plan is not None:
+                claim = db.claim(conn, now, plan)
             else:
                 claim = db.ClaimResult([], [], db.next_due(conn))
             return results, claim, pruned
@@ -454,6 +497,9 @@ class Scheduler:
             self._finished[:0] = finished
             raise
         self._next_due = claim.next_due
+        self.policy.counted(claim.ready_counts)
+        self.metrics["gate_denials"] += claim.denied + claim.deferred
+        self.metrics["rate_limited"] += claim.deferred
         for (f, ex), res in zip(finished, results, strict=True):
             self._after_finish(f, ex, res, now)
         self._apply_effects(eff)
@@ -794,6 +840,152 @@ class Scheduler:
         ex = self._running.get(task_id)
         return None if ex is None else ex.ctx
 
+    async def _preempt(self, priority: int, by_task_id: int) -> None:
+        """Pause every running task less urgent than ``priority`` (it resumes once
+        no urgent task is ahead of it)."""
+        execs = [
+            ex
+            for ex in self._running.values()
+            if ex.record.effective_priority > priority and ex.record.id != by_task_id
+        ]
+        if execs:
+            done = await self._pause_running(execs, db.PAUSE_PREEMPTION, "preempted", by_task_id)
+            if done:
+                self._preempted = True
+
+    # -- domains -------------------------------------------------------------
+
+    def _domain(self, domain: str) -> Domain:
+        d = self.registry.domains.get(domain)
+        if d is None:
+            raise NotFound(f"no domain {domain!r}", field="domain")
+        return d
+
+    async def pause_domain(self, domain: str) -> int:
+        """Pause a domain: nothing of it dispatches, including tasks submitted later.
+
+        Returns how many tasks were paused (queued and running).
+        """
+        self._domain(domain)
+        self.policy.paused_domains.add(domain)
+        now = self.clock.now_ms()
+        queued = await self.store.write(lambda c: db.pause_domain(c, domain, now))
+        running = [ex for ex in self._running.values() if ex.record.domain == domain]
+        stopped = await self._pause_running(running, db.PAUSE_DOMAIN, "paused")
+        self.events.emit("domain_paused", domain=domain)
+        return queued + len(stopped)
+
+    async def resume_domain(self, domain: str) -> int:
+        """Undo :meth:`pause_domain` (a global pause still holds). Returns tasks resumed."""
+        self._domain(domain)
+        self.policy.paused_domains.discard(domain)
+        now = self.clock.now_ms()
+        resumed = await self.store.write(lambda c: db.resume_domain(c, domain, now))
+        self.events.emit("domain_resumed", domain=domain)
+        self.wake()
+        return len(resumed)
+
+    # -- groups --------------------------------------------------------------
+
+    async def pause_group(self, group: str, duration_ms: int | None = None) -> dict[str, int]:
+        """Pause a group (optionally for ``duration_ms``); survives restarts.
+
+        Tasks submitted to it meanwhile are stored paused; TTLs keep running.
+        Returns ``{pending, running}``: how many queued and running tasks it paused.
+        """
+        if not group:
+            raise InvalidParams("group must be a non-empty string", field="group")
+        now = self.clock.now_ms()
+        resume_at = None if duration_ms is None else now + duration_ms
+        again = group in self.policy.paused_groups
+        self.policy.paused_groups[group] = resume_at
+        queued = await self.store.write(lambda c: db.pause_group(c, group, now, resume_at))
+        running = [ex for ex in self._running.values() if ex.record.group == group]
+        stopped = await self._pause_running(running, db.PAUSE_GROUP, "paused")
+        if not again or queued or stopped:
+            self.events.emit("group_paused", group=group, pending=queued, running=len(stopped))
+        self.wake()
+        return {"pending": queued, "running": len(stopped)}
+
+    async def resume_group(self, group: str) -> int:
+        """Resume a paused group; returns how many tasks became pending."""
+        if group not in self.policy.paused_groups:
+            return 0
+        del self.policy.paused_groups[group]
+        now = self.clock.now_ms()
+        resumed = await self.store.write(lambda c: db.resume_group(c, group, now))
+        self.events.emit("group_resumed", group=group, resumed=len(resumed))
+        self.wake()
+        return len(resumed)
+
+    def set_group_limit(self, group: str, value: int | None) -> None:
+        """Cap how many tasks of a group run at once (None removes the cap)."""
+        if value is None:
+            self.policy.group_limits.pop(group, None)
+        elif value < 0:
+            raise InvalidParams("value must be >= 0", field="value")
+        else:
+            self.policy.group_limits[group] = value
+        self.wake()
+
+    def set_default_group_limit(self, value: int) -> None:
+        """The cap of every group without its own (0: none)."""
+        if value < 0:
+            raise InvalidParams("value must be >= 0", field="value")
+        self.policy.default_group_limit = value
+        self.wake()
+
+    def set_group_weight(self, group: str, weight: float | None) -> None:
+        """Set a group's share in weighted fair scheduling (None: the default)."""
+        previous = self.policy.weight(group)
+        if weight is None:
+            self.policy.group_weights.pop(group, None)
+        else:
+            self.policy.group_weights[group] = self.policy.check_weight(weight)
+        self.events.emit(
+            "group_weight_changed", group=group, previous=previous, weight=self.policy.weight(group)
+        )
+        self.wake()
+
+    def set_group_min_slots(self, group: str, value: int | None) -> None:
+        """Reserve ``value`` slots for a group when it has work (None removes)."""
+        if value is None:
+            self.policy.group_min_slots.pop(group, None)
+        elif value < 0:
+            raise InvalidParams("value must be >= 0", field="value")
+        else:
+            self.policy.group_min_slots[group] = value
+        self.wake()
+
+    # -- rate limits -----------------------------------------------------------
+
+    def set_rate_limit(
+        self,
+        *,
+        task_type: str | None = None,
+        group: str | None = None,
+        per_second: float,
+        burst: int | None = None,
+    ) -> None:
+        """Limit how fast tasks of a type, or of a group, start (token bucket)."""
+        scope, key = self._rate_scope(task_type, group)
+        self.policy.set_rate_limit(scope, key, per_second, burst, self.clock.now_ms())
+        self.wake()
+
+    def remove_rate_limit(self, *, task_type: str | None = None, group: str | None = None) -> bool:
+        scope, key = self._rate_scope(task_type, group)
+        removed = self.policy.remove_rate_limit(scope, key)
+        self.wake()
+        return removed
+
+    @staticmethod
+    def _rate_scope(task_type: str | None, group: str | None) -> tuple[str, str]:
+        if task_type is not None and group is None:
+            return "type", task_type
+        if group is not None and task_type is None:
+            return "group", group
+        raise InvalidParams("give exactly one of task_type and group", field="task_type")
+
     def set_max_concurrency(self, value: int) -> None:
         """Change how many tasks may run at once (from the next dispatch)."""
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -924,10 +1116,17 @@ class Scheduler:
         return self._overlay(rec)
 
     def _overlay(self, rec: TaskRecord) -> TaskRecord:
-        ex = self._running.get(rec.id)
-        if ex is None or rec.history_id is not None:
+        """Add what only memory knows: live progress, the aged priority."""
+        if rec.history_id is not None:
             return rec
-        return rec.evolve(progress=ex.progress)
+        ex = self._running.get(rec.id)
+        if ex is not None:
+            return rec.evolve(progress=ex.progress, effective_priority=ex.record.effective_priority)
+        if self.policy.aging is not None and rec.status in (Status.PENDING, Status.PAUSED):
+            eff = self.policy.effective(rec, rec.pause_duration_ms, self.clock.now_ms())
+            if eff != rec.effective_priority:
+                return rec.evolve(effective_priority=eff)
+        return rec
 
     async def lookup(
         self, task_type: str, key: str | None = None, *, payload: JSONValue = None
@@ -1010,10 +1209,20 @@ class Scheduler:
 
     async def snapshot(self, domain: str | None = None) -> dict[str, Any]:
         """Everything a UI needs in one call (protocol section 7)."""
-        counts = await self.store.read(lambda c: db.status_counts(c, domain))
-        domain_counts = await self.store.read(db.domain_counts)
-        running = [r for r in self.running() if domain is None or r.domain == domain]
-        by_domain: dict[str, int] = Counter(r.domain for r in self.running())
+
+        def read(conn: Any) -> tuple[dict[str, int], dict[str, dict[str, int]], Any]:
+            return (
+                db.status_counts(conn, domain),
+                db.domain_counts(conn),
+                db.group_counts(conn),
+            )
+
+        counts, domain_counts, group_counts = await self.store.read(read)
+        now = self.clock.now_ms()
+        every = self.running()
+        running = [r for r in every if domain is None or r.domain == domain]
+        by_domain: dict[str, int] = Counter(r.domain for r in every)
+        by_group: dict[str | None, int] = Counter(r.group for r in running)
         domains = []
         for name in sorted(set(self.registry.domains) | set(domain_counts)):
             if domain is not None and name != domain:
@@ -1023,9 +1232,10 @@ class Scheduler:
             domains.append(
                 {
                     "domain": name,
-                    "paused": False,
+                    "paused": name in self.policy.paused_domains,
                     "running": by_domain.get(name, 0),
                     "pending": c.get("pending", 0),
+                    "paused_count": c.get("paused", 0),
                     "max_concurrency": d.max_concurrency if d else None,
                 }
             )
@@ -1059,10 +1269,11 @@ class Scheduler:
             "max_concurrency": self._max_concurrency,
             "is_paused": self._paused,
             "domains": domains,
-            "groups": [],
-            "rate_limits": [],
+            "groups": self.policy.groups_snapshot(group_counts, by_group),
+            "rate_limits": self.policy.rate_limits_snapshot(now),
             "recurring": [],
-            "aging": None,
+            "aging": None if self.policy.aging is None else self.policy.aging.to_dict(),
+            "fair": self.policy.fair,
             "seq": self.events.seq,
         }
 

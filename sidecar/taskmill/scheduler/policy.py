@@ -9,6 +9,7 @@ with plain values and a fake clock.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -49,6 +50,16 @@ def _dumps(value: Any, *, sort_keys: bool = False) -> str:
     return json.dumps(
         value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=sort_keys
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _default_policy(retry: RetryPolicy, max_retries: int) -> RetryPolicy:
+    return dataclasses.replace(retry, max_retries=max_retries)
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_json(policy: RetryPolicy) -> str:
+    return _dumps(policy.to_dict())
 
 
 def encode_payload(payload: Any, field_name: str = "payload") -> tuple[str, str]:
@@ -168,7 +179,7 @@ def resolve_submission(
 
     retry = sub.retry or tt.retry or domain.default_retry
     max_retries = retry.max_retries if retry is not None else config.max_retries
-    policy = retry or dataclasses.replace(config.retry, max_retries=config.max_retries)
+    policy = retry or _default_policy(config.retry, config.max_retries)
 
     tags: dict[str, str] = {}
     if parent is not None:
@@ -232,12 +243,13 @@ def resolve_submission(
         label=sub.label if sub.label is not None else (sub.key or tt.qualified),
         priority=priority,
         payload_json=payload_json,
+        payload=sub.payload,
         group=group,
         tags=tags,
         parent_id=sub.parent_id,
         fail_fast=True if sub.fail_fast is None else bool(sub.fail_fast),
         max_retries=max_retries,
-        retry_policy_json=_dumps(policy.to_dict()),
+        retry_policy_json=_policy_json(policy),
         expected_io=sub.expected_io or tt.expected_io or IoBudget(),
         ttl_ms=ttl_ms,
         ttl_from=ttl_from,

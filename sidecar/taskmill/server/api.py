@@ -190,6 +190,58 @@ async def domain_set_max_concurrency(s: Session, p: m.DomainSetMaxConcurrencyPar
     return {}
 
 
+@handler("domain.pause")
+async def domain_pause(s: Session, p: m.DomainParams) -> Any:
+    return {"count": await s.app.scheduler.pause_domain(p.domain)}
+
+
+@handler("domain.resume")
+async def domain_resume(s: Session, p: m.DomainParams) -> Any:
+    return {"count": await s.app.scheduler.resume_domain(p.domain)}
+
+
+@handler("group.pause")
+async def group_pause(s: Session, p: m.GroupPauseParams) -> Any:
+    return await s.app.scheduler.pause_group(p.group, p.duration_ms)
+
+
+@handler("group.resume")
+async def group_resume(s: Session, p: m.GroupParams) -> Any:
+    return {"resumed": await s.app.scheduler.resume_group(p.group)}
+
+
+@handler("group.set_limit")
+async def group_set_limit(s: Session, p: m.GroupSetValueParams) -> Any:
+    s.app.scheduler.set_group_limit(p.group, p.value)
+    return {}
+
+
+@handler("group.set_weight")
+async def group_set_weight(s: Session, p: m.GroupSetWeightParams) -> Any:
+    s.app.scheduler.set_group_weight(p.group, p.weight)
+    return {}
+
+
+@handler("group.set_min_slots")
+async def group_set_min_slots(s: Session, p: m.GroupSetValueParams) -> Any:
+    s.app.scheduler.set_group_min_slots(p.group, p.value)
+    return {}
+
+
+@handler("rate_limit.set")
+async def rate_limit_set(s: Session, p: m.RateLimitSetParams) -> Any:
+    s.app.scheduler.set_rate_limit(
+        task_type=p.task_type, group=p.group, per_second=p.per_second, burst=p.burst
+    )
+    return {}
+
+
+@handler("rate_limit.remove")
+async def rate_limit_remove(s: Session, p: m.RateLimitTargetParams) -> Any:
+    s.app.scheduler.remove_rate_limit(task_type=p.task_type, group=p.group)
+    return {}
+
+
 # -- events ------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from .._version import __version__
-from ..config import ConfigError, _domain
+from ..config import ConfigError, FileConfig, _domain
 from ..errors import InvalidParams, StorageError
 from ..protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, LineDecoder
 from ..protocol.messages import notification
@@ -59,6 +59,8 @@ class SidecarOptions:
     domains: Sequence[Domain] = ()
     #: The token from TASKMILL_TOKEN, if the launcher set one.
     env_token: str | None = None
+    #: Groups and rate limits declared by the config file.
+    file_config: FileConfig | None = None
 
 
 class Sidecar:
@@ -173,6 +175,7 @@ class Sidecar:
         except StorageError as exc:
             print(f"taskmill-sidecar: {exc.message}", file=sys.stderr, flush=True)
             return EXIT_STARTUP
+        self._apply_file_config()
         server = None
         try:
             if self.options.ws:
@@ -209,6 +212,23 @@ class Sidecar:
                 log.warning("WebSocket connections did not close in time")
         await asyncio.to_thread(self._writer.flush_and_stop)
         return EXIT_OK
+
+    def _apply_file_config(self) -> None:
+        fc = self.options.file_config
+        if fc is None:
+            return
+        sched = self.scheduler
+        for group, g in fc.groups.items():
+            if g.limit is not None:
+                sched.set_group_limit(group, g.limit)
+            if g.weight is not None:
+                sched.policy.group_weights[group] = g.weight
+            if g.min_slots is not None:
+                sched.set_group_min_slots(group, g.min_slots)
+        for task_type, r in fc.rate_limits.items():
+            sched.set_rate_limit(task_type=task_type, per_second=r.per_second, burst=r.burst)
+        for group, r in fc.group_rate_limits.items():
+            sched.set_rate_limit(group=group, per_second=r.per_second, burst=r.burst)
 
     def _ready_params(self) -> dict[str, Any]:
         return {

@@ -12,22 +12,24 @@ applies in-memory effects (events, cancelling executions) from what they return.
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple
 
 from ..errors import InvalidParams, InvalidState, NotFound, StorageError
 from ..model import IoBudget, Outcome, Status, TaskRecord
-from .rows import Finish, NewTask, record_from_row
+from .rows import Finish, NewTask, record_from_new, record_from_row
 
 __all__ = [
     "SCHEMA_VERSION",
     "Admission",
     "CancelledTask",
     "Candidate",
+    "ClaimPlan",
     "ClaimResult",
     "Claimed",
     "Effects",
@@ -232,13 +234,21 @@ def _active(conn: sqlite3.Connection, task_id: int) -> sqlite3.Row | None:
     return row
 
 
-def _paused_group(conn: sqlite3.Connection, group: str | None) -> bool:
-    if group is None:
-        return False
-    return (
-        conn.execute("SELECT 1 FROM paused_groups WHERE group_key = ?", (group,)).fetchone()
-        is not None
-    )
+@dataclass(slots=True)
+class _Pauses:
+    """Paused groups and domains, read once per submission batch."""
+
+    groups: set[str]
+    domains: set[str]
+
+    def reasons(self, item: NewTask) -> int:
+        """A new task of a paused group or domain is stored paused."""
+        bits = 0
+        if item.group is not None and item.group in self.groups:
+            bits |= PAUSE_GROUP
+        if item.domain in self.domains:
+            bits |= PAUSE_DOMAIN
+        return bits
 
 
 # ---------------------------------------------------------------------------
@@ -272,12 +282,16 @@ def submit(conn: sqlite3.Connection, items: Sequence[NewTask], now: int) -> list
     last_index: dict[str, int] = {}
     for i, item in enumerate(items):
         last_index[item.key] = i
+    pauses = _Pauses(
+        groups={r[0] for r in conn.execute("SELECT group_key FROM paused_groups")},
+        domains={r[0] for r in conn.execute("SELECT domain FROM paused_domains")},
+    )
     effects: list[SubmitEffect | None] = [None] * len(items)
     for i, item in enumerate(items):
         if last_index[item.key] != i:
             continue
         try:
-            effects[i] = _submit_one(conn, item, now)
+            effects[i] = _submit_one(conn, item, now, pauses)
         except InvalidParams as exc:
             if len(items) > 1 and exc.field is not None:
                 exc.field = f"tasks[{i}].{exc.field}"
@@ -304,7 +318,7 @@ INSERT INTO tasks (
     :parent_id, :fail_fast, :max_retries, :retry_policy, :now, :run_after, :er, :ew, :erx, :etx,
     :ttl_ms, :ttl_from, :expires_at, :on_dep_failure, :depends_on, :rec_interval, :rec_max,
     :pause_reasons, :paused_at, :tags
-) RETURNING *
+) ON CONFLICT (key) DO NOTHING RETURNING id
 """
 
 
@@ -387,32 +401,43 @@ def _creates_cycle(conn: sqlite3.Connection, task_id: int, deps: Iterable[int]) 
     return row is not None
 
 
-def _insert_new(conn: sqlite3.Connection, item: NewTask, now: int) -> TaskRecord:
+def _insert_new(
+    conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses
+) -> TaskRecord | None:
+    """Insert a task; None when its key is taken (nothing written)."""
     waiting = _resolve_dependencies(conn, item) if item.depends_on else []
     status = Status.BLOCKED if waiting else Status.PENDING
-    reasons = 0
-    if status is Status.PENDING and _paused_group(conn, item.group):
-        status, reasons = Status.PAUSED, PAUSE_GROUP
+    reasons = pauses.reasons(item) if status is Status.PENDING else 0
+    if reasons:
+        status = Status.PAUSED
     row = conn.execute(_INSERT_TASK, _task_params(item, now, status, reasons)).fetchone()
-    task_id: int = row["id"]
+    if row is None:
+        return None
+    task_id: int = row[0]
     _insert_tags(conn, task_id, item.tags)
     if waiting:
         conn.executemany(
             "INSERT OR IGNORE INTO task_deps (task_id, depends_on_id) VALUES (?, ?)",
             [(task_id, d) for d in waiting],
         )
-    return record_from_row(row)
+    return record_from_new(item, task_id, now, status)
 
 
-def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int) -> SubmitEffect:
-    existing = conn.execute("SELECT * FROM tasks WHERE key = ?", (item.key,)).fetchone()
+def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses) -> SubmitEffect:
+    existing = None
+    if item.depends_on or item.on_duplicate == "supersede":
+        existing = conn.execute("SELECT * FROM tasks WHERE key = ?", (item.key,)).fetchone()
     if existing is None:
-        rec = _insert_new(conn, item, now)
-        return SubmitEffect(outcome=Outcome.INSERTED, id=rec.id, record=rec)
+        # The common case is one statement: insert unless the key is taken.
+        rec = _insert_new(conn, item, now, pauses)
+        if rec is not None:
+            return SubmitEffect(outcome=Outcome.INSERTED, id=rec.id, record=rec)
+        existing = conn.execute("SELECT * FROM tasks WHERE key = ?", (item.key,)).fetchone()
+        assert existing is not None
     old = record_from_row(existing)
     status = old.status
     if item.on_duplicate == "supersede":
-        return _supersede(conn, item, existing, now)
+        return _supersede(conn, item, existing, now, pauses)
     if status in (Status.PENDING, Status.PAUSED, Status.BLOCKED) and item.priority < old.priority:
         conn.execute("UPDATE tasks SET priority = ? WHERE id = ?", (item.priority, old.id))
         rec = old.evolve(priority=item.priority, effective_priority=item.priority)
@@ -430,7 +455,7 @@ def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int) -> SubmitEffe
 
 
 def _supersede(
-    conn: sqlite3.Connection, item: NewTask, existing: sqlite3.Row, now: int
+    conn: sqlite3.Connection, item: NewTask, existing: sqlite3.Row, now: int, pauses: _Pauses
 ) -> SubmitEffect:
     old = record_from_row(existing)
     _to_history(conn, old.id, Status.SUPERSEDED, now, tags_json=existing["tags"], delete=False)
@@ -444,9 +469,9 @@ def _supersede(
         conn.execute("DELETE FROM task_tags WHERE task_id = ?", (old.id,))
         conn.execute("DELETE FROM task_deps WHERE task_id = ?", (old.id,))
         status = Status.BLOCKED if waiting else Status.PENDING
-        reasons = 0
-        if status is Status.PENDING and _paused_group(conn, item.group):
-            status, reasons = Status.PAUSED, PAUSE_GROUP
+        reasons = pauses.reasons(item) if status is Status.PENDING else 0
+        if reasons:
+            status = Status.PAUSED
         params = _task_params(item, now, status, reasons)
         params["id"] = old.id
         row = conn.execute(
@@ -480,12 +505,13 @@ def _supersede(
     # Running or waiting: the old task ends here, its children with it.
     cancelled = _cancel_children(conn, old.id, now, "superseded")
     _delete_active(conn, old.id)
-    rec = _insert_new(conn, item, now)
+    new = _insert_new(conn, item, now, pauses)
+    assert new is not None
     return SubmitEffect(
         outcome=Outcome.SUPERSEDED,
-        id=rec.id,
+        id=new.id,
         replaced_id=old.id,
-        record=rec,
+        record=new,
         old_record=old,
         stop_running=True,
         cancelled=cancelled,
@@ -551,6 +577,13 @@ class ClaimResult:
     next_due: int | None
     #: Other tasks affected (parents of expired children).
     effects: Effects = field(default_factory=lambda: Effects())
+    #: With fairness: the slots each group got this cycle.
+    allocation: dict[str | None, int] = field(default_factory=dict)
+    #: Candidates the gate turned down, and those deferred by a rate limit.
+    denied: int = 0
+    deferred: int = 0
+    #: Ready tasks per group, when this claim counted them (fair path).
+    ready_counts: dict[str | None, int] | None = None
 
 
 #: Gate callback: (candidate) -> Admission.ADMIT/SKIP/STOP, or an int > 2 meaning
@@ -564,107 +597,336 @@ UPDATE tasks SET status = 'running', started_at = ?1, dispatch_count = dispatch_
 """
 
 
+GroupKey = str | None
+
+
+@dataclass(slots=True, kw_only=True)
+class ClaimPlan:
+    """How to pick the next tasks; built by the scheduler from its policy.
+
+    Attributes:
+        limit: Free slots to fill.
+        gate: Checks one candidate (see :class:`Admission`); it keeps its own
+            counts, so later candidates see earlier admissions.
+        effective: ``(priority, created_at, pause_duration_ms) -> effective
+            priority`` when aging is on, else None (plain priority order).
+        fair: ``{group: (running, ready)} -> {group: slots}`` when weighted
+            fairness is on, else None.
+        running_by_group: Running tasks per group (for the fair pass).
+        urgent_threshold: With aging, tasks this urgent bypass fairness.
+        fair_gate: The gate to use in the fair pass (group caps already applied).
+    """
+
+    limit: int
+    gate: Gate | None = None
+    effective: Callable[[int, int, int], int] | None = None
+    fair: Callable[[dict[GroupKey, tuple[int, int]]], dict[GroupKey, int]] | None = None
+    running_by_group: Mapping[GroupKey, int] = field(default_factory=dict)
+    urgent_threshold: int | None = None
+    fair_gate: Gate | None = None
+    scan_limit: int = 256
+    #: Ready tasks per group from a recent claim, to skip recounting (fair path).
+    ready_counts: dict[GroupKey, int] | None = None
+
+
+_READY = "status = 'pending' AND delayed = 0"
+
+
+def _ready_rows(
+    conn: sqlite3.Connection, group: GroupKey | object, level: int | None, window: int
+) -> Iterator[sqlite3.Row]:
+    """Ready candidates in (priority, id) order, optionally one group / one level."""
+    last: tuple[int, int] | None = None
+    use_group = group is not _ANY
+    index = "tasks_ready_group" if use_group and group is not None else "tasks_ready"
+    while True:
+        clauses = [_READY]
+        params: list[Any] = []
+        if use_group and group is None:
+            clauses.append("group_key IS NULL")
+        elif use_group:
+            clauses.append("group_key = ?")
+            params.append(group)
+        if level is not None:
+            clauses.append("priority = ?")
+            params.append(level)
+        if last is not None:
+            clauses.append("(priority, id) > (?, ?)")
+            params.extend(last)
+        rows = conn.execute(
+            f"SELECT {_CANDIDATE_COLUMNS} FROM tasks INDEXED BY {index} "
+            f"WHERE {' AND '.join(clauses)} ORDER BY priority, id LIMIT ?",
+            (*params, window),
+        ).fetchall()
+        yield from rows
+        if len(rows) < window:
+            return
+        last = (rows[-1]["priority"], rows[-1]["id"])
+
+
+_ANY = object()
+
+
+def _levels(conn: sqlite3.Connection, group: GroupKey | object) -> list[int]:
+    """Distinct priorities among ready tasks: one index probe per level."""
+    params: tuple[Any, ...] = ()
+    if group is _ANY:
+        where, index = _READY, "tasks_ready"
+    elif group is None:
+        where, index = f"{_READY} AND group_key IS NULL", "tasks_ready"
+    else:
+        where, params, index = f"{_READY} AND group_key = ?", (group,), "tasks_ready_group"
+    out: list[int] = []
+    lo = -1
+    while True:
+        row = conn.execute(
+            f"SELECT MIN(priority) FROM tasks INDEXED BY {index} WHERE {where} AND priority > ?",
+            (*params, lo),
+        ).fetchone()
+        if row[0] is None:
+            return out
+        lo = row[0]
+        out.append(lo)
+
+
+def _candidates(
+    conn: sqlite3.Connection,
+    effective: Callable[[int, int, int], int] | None,
+    group: GroupKey | object = _ANY,
+    window: int = 32,
+) -> Iterator[tuple[int, Candidate]]:
+    """Ready candidates in (effective priority, id) order, with their effective priority.
+
+    Without aging this is one walk of the ready index. With aging, each priority
+    level is its own walk (oldest first, so most promoted first) and the walks
+    are merged: a huge queue still costs index seeks, not a sort.
+    """
+    if effective is None:
+        for row in _ready_rows(conn, group, None, window):
+            c = Candidate(*row)
+            yield c.priority, c
+        return
+    heap: list[tuple[int, int, int, Candidate, Iterator[sqlite3.Row]]] = []
+    for level in _levels(conn, group):
+        it = _ready_rows(conn, group, level, window)
+        first = next(it, None)
+        if first is not None:
+            c = Candidate(*first)
+            e = effective(c.priority, c.created_at, c.pause_duration_ms)
+            heapq.heappush(heap, (e, c.id, level, c, it))
+    while heap:
+        e, _, level, c, it = heapq.heappop(heap)
+        yield e, c
+        nxt = next(it, None)
+        if nxt is not None:
+            n = Candidate(*nxt)
+            ne = effective(n.priority, n.created_at, n.pause_duration_ms)
+            heapq.heappush(heap, (ne, n.id, level, n, it))
+
+
+def _ready_groups(conn: sqlite3.Connection) -> list[GroupKey]:
+    """Distinct groups among ready tasks (index probes, not a scan)."""
+    out: list[GroupKey] = []
+    if conn.execute(
+        f"SELECT 1 FROM tasks INDEXED BY tasks_ready WHERE {_READY} AND group_key IS NULL LIMIT 1"
+    ).fetchone():
+        out.append(None)
+    lo = ""
+    while True:
+        row = conn.execute(
+            f"SELECT MIN(group_key) FROM tasks INDEXED BY tasks_ready_group WHERE {_READY} "
+            "AND group_key > ?",
+            (lo,),
+        ).fetchone()
+        if row[0] is None:
+            return out
+        lo = row[0]
+        out.append(lo)
+
+
+def _count_ready(conn: sqlite3.Connection, group: GroupKey, cap: int) -> int:
+    params: tuple[Any, ...]
+    if group is None:
+        where, params, index = "group_key IS NULL", (cap,), "tasks_ready"
+    else:
+        where, params, index = "group_key = ?", (group, cap), "tasks_ready_group"
+    row = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM tasks INDEXED BY {index} "
+        f"WHERE {_READY} AND {where} LIMIT ?)",
+        params,
+    ).fetchone()
+    return int(row[0])
+
+
+@dataclass(slots=True)
+class _Scan:
+    """The state of one claim: what was admitted, expired and deferred."""
+
+    now: int
+    admitted: list[int] = field(default_factory=list)
+    admitted_set: set[int] = field(default_factory=set)
+    expired: list[TaskRecord] = field(default_factory=list)
+    parents_left: dict[int, tuple[int, str] | None] = field(default_factory=dict)
+    effective: dict[int, int] = field(default_factory=dict)
+    by_group: dict[GroupKey, int] = field(default_factory=dict)
+    deferred: int = 0
+    denied: int = 0
+
+    def run(
+        self,
+        conn: sqlite3.Connection,
+        candidates: Iterator[tuple[int, Candidate]],
+        gate: Gate | None,
+        want: int,
+        scan_limit: int,
+        stop_above: int | None = None,
+    ) -> None:
+        """Admit up to ``want`` candidates; a candidate-only denial skips ahead."""
+        got = 0
+        scanned = 0
+        for eff, cand in candidates:
+            if got >= want or scanned >= scan_limit:
+                return
+            if stop_above is not None and eff > stop_above:
+                return
+            if cand.id in self.admitted_set:
+                continue
+            scanned += 1
+            if cand.expires_at is not None and cand.expires_at <= self.now:
+                rec = get_active(conn, cand.id)
+                if rec is not None:
+                    _to_history(conn, rec.id, Status.EXPIRED, self.now)
+                    self.expired.append(rec.evolve(status=Status.EXPIRED))
+                    if rec.parent_id is not None:
+                        self.parents_left.setdefault(rec.parent_id, None)
+                continue
+            verdict = Admission.ADMIT if gate is None else gate(cand)
+            if verdict == Admission.ADMIT:
+                self.admitted.append(cand.id)
+                self.admitted_set.add(cand.id)
+                self.effective[cand.id] = eff
+                self.by_group[cand.group] = self.by_group.get(cand.group, 0) + 1
+                got += 1
+            elif verdict == Admission.STOP:
+                self.denied += 1
+                return
+            elif verdict > Admission.STOP:
+                self.deferred += 1
+                conn.execute(
+                    "UPDATE tasks SET run_after = ?, delayed = 1 WHERE id = ?", (verdict, cand.id)
+                )
+            else:
+                self.denied += 1
+
+
 def claim(
     conn: sqlite3.Connection,
     now: int,
-    limit: int,
+    limit: int | ClaimPlan,
     gate: Gate | None = None,
-    *,
-    scan_limit: int = 256,
 ) -> ClaimResult:
-    """Claim up to ``limit`` ready tasks in priority then FIFO order.
+    """Claim up to ``plan.limit`` ready tasks.
 
-    Delayed tasks that came due are made ready first; candidates past their
-    deadline are expired instead of claimed. The gate sees each candidate in
-    order; a candidate-only denial moves on to the next (at most
-    ``scan_limit`` candidates are examined), a global denial ends the scan.
+    Due delayed tasks become ready first. Without fairness, candidates are
+    taken in (effective) priority then FIFO order. With aging and an urgent
+    threshold, tasks that aged past it are taken first, ignoring weights. With
+    fairness, a fair pass gives each group its share, then a greedy pass fills
+    what is left in priority order (work-conserving). Candidates past their
+    deadline expire.
     """
+    plan = limit if isinstance(limit, ClaimPlan) else ClaimPlan(limit=limit, gate=gate)
     conn.execute(
         "UPDATE tasks INDEXED BY tasks_delayed SET delayed = 0 "
         "WHERE status = 'pending' AND delayed = 1 AND run_after <= ?",
         (now,),
     )
+    scan = _Scan(now)
+    allocation: dict[GroupKey, int] = {}
+    ready_counts: dict[GroupKey, int] | None = None
+    if plan.limit > 0:
+        if plan.urgent_threshold is not None and plan.effective is not None:
+            # Tasks aged past the urgent threshold go first, whatever the weights.
+            scan.run(
+                conn,
+                _candidates(conn, plan.effective),
+                plan.gate,
+                plan.limit,
+                plan.scan_limit,
+                stop_above=plan.urgent_threshold,
+            )
+        if plan.fair is not None and len(scan.admitted) < plan.limit:
+            running = dict(plan.running_by_group)
+            for g, n in scan.by_group.items():
+                running[g] = running.get(g, 0) + n
+            ready = plan.ready_counts
+            if ready is None:
+                cap = plan.limit + sum(plan.running_by_group.values())
+                ready = {g: _count_ready(conn, g, cap) for g in _ready_groups(conn)}
+                ready_counts = ready
+            demand = {g: (running.get(g, 0), n) for g, n in ready.items() if n > 0}
+            for g, r in running.items():
+                demand.setdefault(g, (r, 0))
+            allocation = plan.fair(demand)
+            for g, slots in allocation.items():
+                want = min(slots - running.get(g, 0), plan.limit - len(scan.admitted))
+                if want > 0:
+                    scan.run(
+                        conn,
+                        _candidates(conn, plan.effective, g, window=min(32, want + 2)),
+                        plan.fair_gate or plan.gate,
+                        want,
+                        plan.scan_limit,
+                    )
+        left = plan.limit - len(scan.admitted)
+        if left > 0:
+            window = min(32, max(left * 2, 8))
+            scan.run(
+                conn,
+                _candidates(conn, plan.effective, window=window),
+                plan.gate,
+                left,
+                plan.scan_limit,
+            )
     claimed: list[Claimed] = []
-    expired: list[TaskRecord] = []
-    parents_left: dict[int, tuple[int, str] | None] = {}
-    if limit > 0:
-        admitted: list[int] = []
-        scanned = 0
-        last: tuple[int, int] | None = None
-        window = min(scan_limit, max(limit * 2, 16))
-        done = False
-        while not done and scanned < scan_limit:
-            if last is None:
-                rows = conn.execute(
-                    f"SELECT {_CANDIDATE_COLUMNS} FROM tasks INDEXED BY tasks_ready "
-                    "WHERE status = 'pending' AND delayed = 0 ORDER BY priority, id LIMIT ?",
-                    (window,),
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    f"SELECT {_CANDIDATE_COLUMNS} FROM tasks INDEXED BY tasks_ready "
-                    "WHERE status = 'pending' AND delayed = 0 AND (priority, id) > (?, ?) "
-                    "ORDER BY priority, id LIMIT ?",
-                    (last[0], last[1], window),
-                ).fetchall()
-            if not rows:
-                break
-            for row in rows:
-                cand = Candidate(*row)
-                scanned += 1
-                last = (cand.priority, cand.id)
-                if cand.expires_at is not None and cand.expires_at <= now:
-                    rec = get_active(conn, cand.id)
-                    assert rec is not None
-                    _to_history(conn, rec.id, Status.EXPIRED, now)
-                    expired.append(rec.evolve(status=Status.EXPIRED))
-                    if rec.parent_id is not None:
-                        parents_left.setdefault(rec.parent_id, None)
-                    continue
-                verdict = Admission.ADMIT if gate is None else gate(cand)
-                if verdict == Admission.ADMIT:
-                    admitted.append(cand.id)
-                    if len(admitted) >= limit:
-                        done = True
-                        break
-                elif verdict == Admission.STOP:
-                    done = True
-                    break
-                elif verdict > Admission.STOP:
-                    conn.execute(
-                        "UPDATE tasks SET run_after = ?, delayed = 1 WHERE id = ?",
-                        (verdict, cand.id),
-                    )
-                if scanned >= scan_limit:
-                    break
-            if len(rows) < window:
-                break
-        if admitted:
-            marks = ",".join(f"?{i + 2}" for i in range(len(admitted)))
-            rows = conn.execute(
-                f"{_CLAIM_SET} WHERE id IN ({marks}) AND status = 'pending' RETURNING *",
-                (now, *admitted),
-            ).fetchall()
-            by_id = {r["id"]: r for r in rows}
-            for i in admitted:
-                row = by_id.get(i)
-                if row is None:
-                    continue
-                phase = row["phase"]
-                claimed.append(
-                    Claimed(
-                        record_from_row(row),
-                        row["dispatch_count"],
-                        row["retry_policy"],
-                        row["memo"],
-                        phase,
-                        child_outcomes(conn, i) if phase == "finalize" else None,
-                    )
+    if scan.admitted:
+        marks = ",".join(f"?{i + 2}" for i in range(len(scan.admitted)))
+        rows = conn.execute(
+            f"{_CLAIM_SET} WHERE id IN ({marks}) AND status = 'pending' RETURNING *",
+            (now, *scan.admitted),
+        ).fetchall()
+        by_id = {r["id"]: r for r in rows}
+        for i in scan.admitted:
+            row = by_id.get(i)
+            if row is None:
+                continue
+            phase = row["phase"]
+            rec = record_from_row(row)
+            eff = scan.effective.get(i, rec.priority)
+            if eff != rec.priority:
+                rec = rec.evolve(effective_priority=eff)
+            claimed.append(
+                Claimed(
+                    rec,
+                    row["dispatch_count"],
+                    row["retry_policy"],
+                    row["memo"],
+                    phase,
+                    child_outcomes(conn, i) if phase == "finalize" else None,
                 )
-    eff = Effects()
-    if parents_left:
-        settle_parents(conn, now, eff, parents_left)
-    return ClaimResult(claimed=claimed, expired=expired, next_due=next_due(conn), effects=eff)
+            )
+    eff_out = Effects()
+    if scan.parents_left:
+        settle_parents(conn, now, eff_out, scan.parents_left)
+    return ClaimResult(
+        claimed=claimed,
+        expired=scan.expired,
+        next_due=next_due(conn),
+        effects=eff_out,
+        allocation=allocation,
+        denied=scan.denied,
+        deferred=scan.deferred,
+        ready_counts=ready_counts,
+    )
 
 
 def next_due(conn: sqlite3.Connection) -> int | None:
@@ -1060,6 +1322,9 @@ def recover(conn: sqlite3.Connection, now: int) -> Recovery:
         "paused_at = ? WHERE status = 'paused' AND paused_at IS NOT NULL",
         (now, now),
     )
+    # Global pause and preemption live in memory only: after a restart they are over.
+    clear_pause_bit(conn, PAUSE_GLOBAL, now)
+    clear_pause_bit(conn, PAUSE_PREEMPTION, now)
     stale = conn.execute(
         "DELETE FROM task_deps WHERE depends_on_id NOT IN (SELECT id FROM tasks)"
     ).rowcount
@@ -1310,13 +1575,38 @@ def avg_throughput(conn: sqlite3.Connection, task_type: str, n: int) -> dict[str
 
 
 def status_counts(conn: sqlite3.Connection, domain: str | None = None) -> dict[str, int]:
+    """Active tasks per status (pending counted from the ready and delayed indexes)."""
     if domain is None:
-        rows = conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")
+        out = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT status, count(*) FROM tasks INDEXED BY tasks_other "
+                "WHERE status != 'pending' GROUP BY status"
+            )
+        }
+        ready = conn.execute(
+            f"SELECT count(*) FROM tasks INDEXED BY tasks_ready WHERE {_READY}"
+        ).fetchone()[0]
+        delayed = conn.execute(
+            "SELECT count(*) FROM tasks INDEXED BY tasks_delayed "
+            "WHERE status = 'pending' AND delayed = 1"
+        ).fetchone()[0]
     else:
-        rows = conn.execute(
-            "SELECT status, count(*) FROM tasks WHERE domain = ? GROUP BY status", (domain,)
-        )
-    return {r[0]: r[1] for r in rows}
+        out = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT status, count(*) FROM tasks INDEXED BY tasks_other "
+                "WHERE status != 'pending' AND domain = ? GROUP BY status",
+                (domain,),
+            )
+        }
+        ready = conn.execute(
+            "SELECT count(*) FROM tasks WHERE status = 'pending' AND domain = ?", (domain,)
+        ).fetchone()[0]
+        delayed = 0
+    if ready or delayed:
+        out["pending"] = ready + delayed
+    return out
 
 
 def domain_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
@@ -1398,3 +1688,82 @@ def tag_keys(conn: sqlite3.Connection, prefix: str, domain: str | None) -> list[
             (pattern, domain),
         )
     return [r[0] for r in rows]
+
+
+# ---------------------------------------------------------------------------
+# Domain and group pauses, preemption
+
+
+def _pause_queued(conn: sqlite3.Connection, bit: int, now: int, where: str, params: Any) -> int:
+    """Pending and paused tasks matching ``where`` get a pause reason; returns how many
+    were pending."""
+    paused = conn.execute(
+        f"UPDATE tasks SET status = 'paused', pause_reasons = pause_reasons | ?, "
+        f"paused_at = COALESCE(paused_at, ?) WHERE status = 'pending' AND ({where})",
+        (bit, now, *params),
+    ).rowcount
+    conn.execute(
+        f"UPDATE tasks SET pause_reasons = pause_reasons | ? WHERE status = 'paused' AND ({where})",
+        (bit, *params),
+    )
+    return paused
+
+
+def pause_domain(conn: sqlite3.Connection, domain: str, now: int) -> int:
+    """Persist a domain pause; its queued tasks are paused. Returns how many were pending."""
+    conn.execute(
+        "INSERT OR IGNORE INTO paused_domains (domain, paused_at) VALUES (?, ?)", (domain, now)
+    )
+    return _pause_queued(conn, PAUSE_DOMAIN, now, "domain = ?", (domain,))
+
+
+def resume_domain(conn: sqlite3.Connection, domain: str, now: int) -> list[int]:
+    conn.execute("DELETE FROM paused_domains WHERE domain = ?", (domain,))
+    return clear_pause_bit(conn, PAUSE_DOMAIN, now, "domain = ?", (domain,))
+
+
+def pause_group(conn: sqlite3.Connection, group: str, now: int, resume_at: int | None) -> int:
+    """Persist a group pause (with its auto-resume time); its queued tasks are paused."""
+    conn.execute(
+        "INSERT OR REPLACE INTO paused_groups (group_key, paused_at, resume_at) VALUES (?, ?, ?)",
+        (group, now, resume_at),
+    )
+    return _pause_queued(conn, PAUSE_GROUP, now, "group_key = ?", (group,))
+
+
+def resume_group(conn: sqlite3.Connection, group: str, now: int) -> list[int]:
+    conn.execute("DELETE FROM paused_groups WHERE group_key = ?", (group,))
+    return clear_pause_bit(conn, PAUSE_GROUP, now, "group_key = ?", (group,))
+
+
+def load_pauses(conn: sqlite3.Connection) -> tuple[dict[str, int | None], set[str]]:
+    """Persisted group pauses (with resume times) and domain pauses."""
+    groups = {r[0]: r[1] for r in conn.execute("SELECT group_key, resume_at FROM paused_groups")}
+    domains = {r[0] for r in conn.execute("SELECT domain FROM paused_domains")}
+    return groups, domains
+
+
+def resume_preempted(conn: sqlite3.Connection, now: int, preempt_priority: int) -> list[int]:
+    """Resume preempted tasks that no urgent task is still ahead of (no thrash).
+
+    A preempted task of priority p resumes only when no pending or running task
+    at or above the preemption threshold is more urgent than p.
+    """
+    row = conn.execute(
+        "SELECT MIN(priority) FROM tasks WHERE status IN ('pending', 'running') AND priority <= ?",
+        (preempt_priority,),
+    ).fetchone()
+    best = row[0]
+    if best is None:
+        return clear_pause_bit(conn, PAUSE_PREEMPTION, now)
+    return clear_pause_bit(conn, PAUSE_PREEMPTION, now, "priority <= ?", (best,))
+
+
+def has_preempted(conn: sqlite3.Connection) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM tasks WHERE status = 'paused' AND (pause_reasons & ?) != 0 LIMIT 1",
+            (PAUSE_PREEMPTION,),
+        ).fetchone()
+        is not None
+    )

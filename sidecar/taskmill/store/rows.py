@@ -9,7 +9,7 @@ from typing import Any
 
 from ..model import IoBudget, Progress, Status, TaskRecord
 
-__all__ = ["Finish", "NewTask", "record_from_row"]
+__all__ = ["Finish", "NewTask", "record_from_new", "record_from_row"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -38,8 +38,8 @@ class NewTask:
     recurring_interval_ms: int | None
     recurring_max: int | None
     on_duplicate: str
-    #: Set by the store when the task's group is paused.
-    status: Status = Status.PENDING
+    #: The payload as given (for the record of a new task; stored as ``payload_json``).
+    payload: Any = None
 
     @property
     def tags_json(self) -> str:
@@ -85,6 +85,34 @@ _NO_IO = IoBudget()
 _NO_PROGRESS = Progress()
 
 
+def record_from_new(item: NewTask, task_id: int, now: int, status: Status) -> TaskRecord:
+    """The record of a task just inserted, built without reading it back."""
+    return TaskRecord(
+        id=task_id,
+        task_type=item.task_type,
+        domain=item.domain,
+        key=item.key,
+        label=item.label,
+        priority=item.priority,
+        effective_priority=item.priority,
+        status=status,
+        payload=item.payload,
+        group=item.group,
+        tags=item.tags,
+        parent_id=item.parent_id,
+        retry_count=0,
+        max_retries=item.max_retries,
+        last_error=None,
+        created_at=now,
+        started_at=None,
+        run_after=item.run_after,
+        expires_at=item.expires_at,
+        depends_on=item.depends_on,
+        progress=_NO_PROGRESS,
+        expected_io=item.expected_io,
+    )
+
+
 def _io(r: int, w: int, rx: int, tx: int) -> IoBudget:
     if not (r or w or rx or tx):
         return _NO_IO
@@ -116,6 +144,7 @@ def record_from_row(row: sqlite3.Row, *, history: bool = False) -> TaskRecord:
         expires_at=row["expires_at"],
         depends_on=_ids(row["depends_on"]),
         progress=_NO_PROGRESS,
+        pause_duration_ms=row["pause_duration_ms"] if not history else 0,
         expected_io=_io(
             row["expected_read"],
             row["expected_write"],

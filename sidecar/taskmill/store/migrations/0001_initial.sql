@@ -49,12 +49,13 @@ CREATE TABLE tasks (
 
 -- "Next task to run" is a seek on this index.
 CREATE INDEX tasks_ready ON tasks (priority, id) WHERE status = 'pending' AND delayed = 0;
+CREATE INDEX tasks_ready_group ON tasks (group_key, priority, id)
+    WHERE status = 'pending' AND delayed = 0 AND group_key IS NOT NULL;
 CREATE INDEX tasks_delayed ON tasks (run_after) WHERE status = 'pending' AND delayed = 1;
-CREATE INDEX tasks_status ON tasks (status);
+-- Every status but pending (the common case) is indexed, for counts and lookups.
+CREATE INDEX tasks_other ON tasks (status, domain) WHERE status != 'pending';
 CREATE INDEX tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX tasks_group ON tasks (group_key, status) WHERE group_key IS NOT NULL;
-CREATE INDEX tasks_type ON tasks (task_type, status);
-CREATE INDEX tasks_domain ON tasks (domain, status);
 CREATE INDEX tasks_expires ON tasks (expires_at) WHERE expires_at IS NOT NULL;
 
 CREATE TABLE task_tags (
@@ -122,6 +123,11 @@ CREATE TABLE history_tags (
     PRIMARY KEY (history_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX history_tags_kv ON history_tags (key, value);
+
+CREATE TABLE paused_domains (
+    domain    TEXT    NOT NULL PRIMARY KEY,
+    paused_at INTEGER NOT NULL
+);
 
 CREATE TABLE paused_groups (
     group_key TEXT    NOT NULL PRIMARY KEY,
