@@ -28,6 +28,8 @@ FAIR_PLAIN = "taskmill dispatch, 10,000 queued, plain priority"
 FAIR_50 = "taskmill dispatch, 10,000 queued, 50 weighted groups"
 QUEUED_1K = "taskmill dispatch with 1,000 queued"
 QUEUED_100K = "taskmill dispatch with 100,000 queued"
+CHAIN_HOP = "taskmill dependency chain of 50, per hop"
+EDGE_SUBMIT = "taskmill submit with dependencies, per edge"
 LAT_P50 = "taskmill submit-to-start p50 (idle)"
 LAT_P99 = "taskmill submit-to-start p99 (idle)"
 
@@ -199,6 +201,68 @@ def dispatch_with_queue(cfg: Config, queued: int, measure: int) -> float:
     return asyncio.run(run())
 
 
+def chain_per_hop(cfg: Config, length: int = 50) -> float:
+    """Milliseconds per hop of a dependency chain (each task waits on the previous)."""
+
+    async def run() -> float:
+        with cfg.fresh_db("tm-chain") as path:
+            sched = await _open(path, _domain(), max_concurrency=4)
+            try:
+                await sched.pause()
+                prev: int | None = None
+                for i in range(length):
+                    res = await sched.submit(
+                        "bench::noop", f"hop-{i}", depends_on=[prev] if prev else None
+                    )
+                    prev = res.id
+                assert prev is not None
+                t0 = time.perf_counter()
+                await sched.resume()
+                await sched.wait_for(prev, timeout=60)
+                return (time.perf_counter() - t0) * 1000 / length
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
+def submit_per_edge(cfg: Config, tasks: int = 500, fan_in: int = 10) -> float:
+    """Microseconds of submit time per dependency edge (batches of tasks with 10 each)."""
+
+    async def run() -> float:
+        with cfg.fresh_db("tm-edges") as path:
+            sched = await _open(path, _domain(), max_concurrency=0)
+            try:
+                deps = [
+                    r.id
+                    for r in await sched.submit_batch(
+                        [Submission(task_type="bench::noop", payload=-i - 1) for i in range(100)]
+                    )
+                ]
+                subs = [
+                    Submission(
+                        task_type="bench::noop",
+                        payload=i,
+                        depends_on=[deps[(i + k) % len(deps)] for k in range(fan_in)],
+                    )
+                    for i in range(tasks)
+                ]
+                plain = [
+                    Submission(task_type="bench::noop", payload=10**6 + i) for i in range(tasks)
+                ]
+                t0 = time.perf_counter()
+                await sched.submit_batch(plain)
+                base = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                await sched.submit_batch(subs)
+                with_edges = time.perf_counter() - t0
+                return max(0.0, with_edges - base) * 1e6 / (tasks * fan_in)
+            finally:
+                await sched.shutdown("hard")
+
+    return asyncio.run(run())
+
+
 def pickup_latency(cfg: Config, samples: int) -> dict[str, float]:
     """Submit one task at a time on an idle scheduler; time submit -> executor start."""
 
@@ -299,6 +363,15 @@ def cases(cfg: Config) -> Sequence[Case]:
             Measurement(QUEUED_100K, "tasks/s", True, GROUP, note="goal: within 20% of 1,000"),
             lambda: dispatch_with_queue(cfg, 100_000 + measure, measure),
         )
+    )
+    out.append(
+        Case.single(
+            Measurement(CHAIN_HOP, "ms", False, GROUP, note="goal: at most 1.5 ms per hop"),
+            lambda: chain_per_hop(cfg),
+        )
+    )
+    out.append(
+        Case.single(Measurement(EDGE_SUBMIT, "us", False, GROUP), lambda: submit_per_edge(cfg))
     )
     p50 = Measurement(LAT_P50, "ms", False, GROUP, vs_huey=huey_peer.PICKUP_P50)
     p99 = Measurement(LAT_P99, "ms", False, GROUP, vs_huey=huey_peer.PICKUP_P99)

@@ -339,7 +339,7 @@ async def test_cancel_in_each_status(make_scheduler: MakeScheduler) -> None:
     blocked = await sched.submit("t::g", "blk", depends_on=[pending.id])
     assert (await sched.get(blocked.id)).status is Status.BLOCKED
     assert (await sched.get(paused.id)).status is Status.PAUSED
-    for res in (pending, blocked, paused):
+    for res in (blocked, pending, paused):
         assert await sched.cancel(res.id) is True
         assert (await sched.get(res.id)).status is Status.CANCELLED
     await sched.resume()
@@ -352,7 +352,7 @@ async def test_cancel_in_each_status(make_scheduler: MakeScheduler) -> None:
     with pytest.raises(NotFound):
         await sched.get(10_000)
     ids = [(await sub.get(timeout=5)).task_id for _ in range(4)]
-    assert ids == [pending.id, blocked.id, paused.id, live.id]
+    assert ids == [blocked.id, pending.id, paused.id, live.id]
 
 
 async def test_cancel_cascades_to_children(make_scheduler: MakeScheduler) -> None:

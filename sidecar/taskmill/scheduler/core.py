@@ -166,6 +166,7 @@ class Scheduler:
         self.gate_hook: Callable[[db.Candidate], int | None] | None = None
         self._preempted = False
         self._recheck_preempted = False
+        self._next_sweep = 0
         self._background: set[asyncio.Task[Any]] = set()
         self.clock.on_change(self.wake)
 
@@ -365,9 +366,9 @@ class Scheduler:
                 continue
             now = self.clock.now_ms()
             due = self._next_due
-            resume = self.policy.next_group_resume()
-            if resume is not None:
-                due = resume if due is None else min(due, resume)
+            for t in (self.policy.next_group_resume(), self._next_sweep or None):
+                if t is not None:
+                    due = t if due is None else min(due, t)
             delay_ms = next_wake_ms(now, due, self.config.poll_interval_ms)
             if backoff:
                 delay_ms = int(backoff * 1000)
@@ -436,7 +437,11 @@ class Scheduler:
         )
 
     async def _housekeeping(self, now: int) -> None:
-        """Timed group resumes and the resume of preempted work, when due."""
+        """Timed group resumes, the TTL sweep and the resume of preempted work, when due."""
+        sweep = self.config.expiry_sweep_interval_ms
+        if sweep is not None and now >= self._next_sweep:
+            self._next_sweep = now + sweep
+            await self.expire_now()
         for group, resume_at in list(self.policy.paused_groups.items()):
             if resume_at is not None and resume_at <= now:
                 await self.resume_group(group)
@@ -487,7 +492,7 @@ class Scheduler:
             if plan is not None:
                 claim = db.claim(conn, now, plan)
             else:
-                claim = db.ClaimResult([], [], db.next_due(conn))
+                claim = db.ClaimResult([], db.next_due(conn))
             return results, claim, pruned
 
         try:
@@ -503,9 +508,6 @@ class Scheduler:
         for (f, ex), res in zip(finished, results, strict=True):
             self._after_finish(f, ex, res, now)
         self._apply_effects(eff)
-        for rec in claim.expired:
-            self.metrics["expired"] += 1
-            self.events.emit("expired", rec, age_ms=now - rec.created_at)
         self._apply_effects(claim.effects)
         for c in claim.claimed:
             self._launch(c)
@@ -520,6 +522,16 @@ class Scheduler:
         duration = max(0, now - (rec.started_at or now))
         if kind in ("completed", "requeued"):
             self.metrics["completed"] += 1
+            if res.occurrences is not None:
+                if res.skipped:
+                    self.metrics["recurring_skipped"] += res.skipped
+                    self.events.emit("recurring_skipped", rec, reason="overdue", count=res.skipped)
+                self.events.emit(
+                    "recurring_completed",
+                    rec,
+                    occurrences=res.occurrences,
+                    next_task_id=res.next_id,
+                )
             self.events.emit("completed", rec, duration_ms=duration, result=ex.value)
         elif kind == "waiting":
             self.events.emit("waiting", rec, children_count=res.children)
@@ -555,10 +567,22 @@ class Scheduler:
 
     def _apply_effects(self, eff: db.Effects) -> None:
         """Emit events and stop executions for tasks an operation touched indirectly."""
+        now = self.clock.now_ms()
         for ct in eff.cancelled:
             self._stop_execution(ct.record.id, "cancelled")
             self.metrics["cancelled"] += 1
-            self.events.emit("cancelled", ct.record, reason="parent_failed")
+            self.events.emit("cancelled", ct.record, reason=ct.reason)
+        for rec in eff.expired:
+            self.metrics["expired"] += 1
+            self.events.emit("expired", rec, age_ms=now - rec.created_at)
+        for rec, failed_dep in eff.dependency_failed:
+            self.metrics["dependency_failures"] += 1
+            self.events.emit("dependency_failed", rec, failed_dependency=failed_dep)
+        for rec in eff.unblocked:
+            self.events.emit("unblocked", rec)
+        if eff.unblocked:
+            self.policy.invalidate_counts()
+            self.wake()
         for rec, error, was in eff.failed_parents:
             if was is Status.RUNNING:
                 self._stop_execution(rec.id, "cancelled")
@@ -852,6 +876,44 @@ class Scheduler:
             done = await self._pause_running(execs, db.PAUSE_PREEMPTION, "preempted", by_task_id)
             if done:
                 self._preempted = True
+
+    async def expire_now(self) -> int:
+        """Expire every queued task past its deadline now (the periodic sweep)."""
+        now = self.clock.now_ms()
+        eff = db.Effects()
+        await self.store.write(lambda c: db.expire_due(c, now, eff))
+        self._apply_effects(eff)
+        return len(eff.expired)
+
+    # -- recurring -------------------------------------------------------------
+
+    async def recurring_list(self, domain: str | None = None) -> list[dict[str, Any]]:
+        """Every active recurring schedule."""
+        return await self.store.read(lambda c: db.schedules(c, domain))
+
+    async def pause_recurring(self, schedule_id: int) -> None:
+        """Stop enqueuing occurrences (the current one still runs).
+
+        Raises:
+            NotFound: no active schedule with that (schedule or task) id.
+        """
+        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, True))
+
+    async def resume_recurring(self, schedule_id: int) -> None:
+        """Undo :meth:`pause_recurring`."""
+        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, False))
+
+    async def cancel_recurring(self, schedule_id: int) -> None:
+        """End a schedule: its current occurrence is cancelled.
+
+        Raises:
+            NotFound: no active schedule with that (schedule or task) id.
+        """
+        row = await self.store.read(lambda c: db.find_schedule(c, schedule_id))
+        if row is None:
+            raise NotFound(f"no recurring schedule {schedule_id}", field="id")
+        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, True))
+        await self.cancel(int(row["id"]))
 
     # -- domains -------------------------------------------------------------
 
@@ -1271,7 +1333,7 @@ class Scheduler:
             "domains": domains,
             "groups": self.policy.groups_snapshot(group_counts, by_group),
             "rate_limits": self.policy.rate_limits_snapshot(now),
-            "recurring": [],
+            "recurring": await self.store.read(lambda c: db.schedules(c, domain)),
             "aging": None if self.policy.aging is None else self.policy.aging.to_dict(),
             "fair": self.policy.fair,
             "seq": self.events.seq,

@@ -242,6 +242,29 @@ async def rate_limit_remove(s: Session, p: m.RateLimitTargetParams) -> Any:
     return {}
 
 
+@handler("recurring.list")
+async def recurring_list(s: Session, p: m.OptionalDomainParams) -> Any:
+    return {"schedules": await s.app.scheduler.recurring_list(p.domain)}
+
+
+@handler("recurring.pause")
+async def recurring_pause(s: Session, p: m.IdParams) -> Any:
+    await s.app.scheduler.pause_recurring(p.id)
+    return {}
+
+
+@handler("recurring.resume")
+async def recurring_resume(s: Session, p: m.IdParams) -> Any:
+    await s.app.scheduler.resume_recurring(p.id)
+    return {}
+
+
+@handler("recurring.cancel")
+async def recurring_cancel(s: Session, p: m.IdParams) -> Any:
+    await s.app.scheduler.cancel_recurring(p.id)
+    return {}
+
+
 # -- events ------------------------------------------------------------------
 
 

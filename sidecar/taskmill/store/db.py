@@ -35,6 +35,9 @@ __all__ = [
     "Effects",
     "FinishResult",
     "SubmitEffect",
+    "dependency_done",
+    "dependency_failed",
+    "expire_due",
     "open_connection",
 ]
 
@@ -415,6 +418,8 @@ def _insert_new(
         return None
     task_id: int = row[0]
     _insert_tags(conn, task_id, item.tags)
+    if item.recurring_interval_ms is not None:
+        conn.execute("UPDATE tasks SET schedule_id = id WHERE id = ?", (task_id,))
     if waiting:
         conn.executemany(
             "INSERT OR IGNORE INTO task_deps (task_id, depends_on_id) VALUES (?, ?)",
@@ -507,6 +512,8 @@ def _supersede(
     _delete_active(conn, old.id)
     new = _insert_new(conn, item, now, pauses)
     assert new is not None
+    # Tasks that waited for the old run now wait for its replacement.
+    conn.execute("UPDATE task_deps SET depends_on_id = ? WHERE depends_on_id = ?", (new.id, old.id))
     return SubmitEffect(
         outcome=Outcome.SUPERSEDED,
         id=new.id,
@@ -572,10 +579,9 @@ class Claimed:
 @dataclass(slots=True)
 class ClaimResult:
     claimed: list[Claimed]
-    expired: list[TaskRecord]
     #: Epoch ms of the earliest delayed task, or None.
     next_due: int | None
-    #: Other tasks affected (parents of expired children).
+    #: Other tasks affected (expired candidates, their parents and dependents).
     effects: Effects = field(default_factory=lambda: Effects())
     #: With fairness: the slots each group got this cycle.
     allocation: dict[str | None, int] = field(default_factory=dict)
@@ -763,10 +769,9 @@ class _Scan:
     """The state of one claim: what was admitted, expired and deferred."""
 
     now: int
+    eff: Effects
     admitted: list[int] = field(default_factory=list)
     admitted_set: set[int] = field(default_factory=set)
-    expired: list[TaskRecord] = field(default_factory=list)
-    parents_left: dict[int, tuple[int, str] | None] = field(default_factory=dict)
     effective: dict[int, int] = field(default_factory=dict)
     by_group: dict[GroupKey, int] = field(default_factory=dict)
     deferred: int = 0
@@ -793,12 +798,7 @@ class _Scan:
                 continue
             scanned += 1
             if cand.expires_at is not None and cand.expires_at <= self.now:
-                rec = get_active(conn, cand.id)
-                if rec is not None:
-                    _to_history(conn, rec.id, Status.EXPIRED, self.now)
-                    self.expired.append(rec.evolve(status=Status.EXPIRED))
-                    if rec.parent_id is not None:
-                        self.parents_left.setdefault(rec.parent_id, None)
+                _expire(conn, self.now, self.eff, cand.id)
                 continue
             verdict = Admission.ADMIT if gate is None else gate(cand)
             if verdict == Admission.ADMIT:
@@ -840,7 +840,7 @@ def claim(
         "WHERE status = 'pending' AND delayed = 1 AND run_after <= ?",
         (now,),
     )
-    scan = _Scan(now)
+    scan = _Scan(now, Effects())
     allocation: dict[GroupKey, int] = {}
     ready_counts: dict[GroupKey, int] | None = None
     if plan.limit > 0:
@@ -914,14 +914,10 @@ def claim(
                     child_outcomes(conn, i) if phase == "finalize" else None,
                 )
             )
-    eff_out = Effects()
-    if scan.parents_left:
-        settle_parents(conn, now, eff_out, scan.parents_left)
     return ClaimResult(
         claimed=claimed,
-        expired=scan.expired,
         next_due=next_due(conn),
-        effects=eff_out,
+        effects=scan.eff,
         allocation=allocation,
         denied=scan.denied,
         deferred=scan.deferred,
@@ -960,6 +956,11 @@ class FinishResult:
     retry_count: int = 0
     run_after: int | None = None
     children: int = 0
+    #: Recurring: runs completed so far, the next occurrence's id (None when the
+    #: schedule ended) and how many occurrences were skipped as overdue.
+    occurrences: int | None = None
+    next_id: int | None = None
+    skipped: int = 0
 
 
 @dataclass(slots=True)
@@ -967,6 +968,8 @@ class CancelledTask:
     record: TaskRecord
     #: Status before the cancel (running ones must be stopped in memory).
     was: Status
+    #: Why: "cancelled", "superseded", "parent_failed", "fail_fast", "dependency_failed".
+    reason: str = "cancelled"
 
 
 @dataclass(slots=True)
@@ -979,9 +982,143 @@ class Effects:
     failed_parents: list[tuple[TaskRecord, str, Status]] = field(default_factory=list)
     #: Parents whose children are all done: ready to finalize.
     parents_ready: list[int] = field(default_factory=list)
+    #: Blocked tasks whose dependencies are all settled (now pending or paused).
+    unblocked: list[TaskRecord] = field(default_factory=list)
+    #: Tasks ended because a dependency failed: (record, the failed dependency).
+    dependency_failed: list[tuple[TaskRecord, int]] = field(default_factory=list)
+    #: Tasks expired on the way (children of an expired parent).
+    expired: list[TaskRecord] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.cancelled or self.failed_parents or self.parents_ready)
+        return bool(
+            self.cancelled
+            or self.failed_parents
+            or self.parents_ready
+            or self.unblocked
+            or self.dependency_failed
+            or self.expired
+        )
+
+
+# ---------------------------------------------------------------------------
+# Dependencies
+
+
+def _paused_sets(conn: sqlite3.Connection) -> _Pauses:
+    return _Pauses(
+        groups={r[0] for r in conn.execute("SELECT group_key FROM paused_groups")},
+        domains={r[0] for r in conn.execute("SELECT domain FROM paused_domains")},
+    )
+
+
+def _unblock(conn: sqlite3.Connection, now: int, eff: Effects, task_id: int) -> None:
+    """A blocked task with no edges left becomes pending (paused in a paused group/domain)."""
+    if conn.execute("SELECT 1 FROM task_deps WHERE task_id = ? LIMIT 1", (task_id,)).fetchone():
+        return
+    row = conn.execute(
+        "SELECT * FROM tasks WHERE id = ? AND status = 'blocked'", (task_id,)
+    ).fetchone()
+    if row is None:
+        return
+    rec = record_from_row(row)
+    pauses = _paused_sets(conn)
+    bits = 0
+    if rec.group is not None and rec.group in pauses.groups:
+        bits |= PAUSE_GROUP
+    if rec.domain in pauses.domains:
+        bits |= PAUSE_DOMAIN
+    delayed = 1 if rec.run_after is not None and rec.run_after > now else 0
+    conn.execute(
+        "UPDATE tasks SET status = ?, pause_reasons = ?, paused_at = ?, delayed = ? WHERE id = ?",
+        ("paused" if bits else "pending", bits, now if bits else None, delayed, task_id),
+    )
+    eff.unblocked.append(rec.evolve(status=Status.PAUSED if bits else Status.PENDING))
+
+
+def dependency_done(conn: sqlite3.Connection, now: int, eff: Effects, task_id: int) -> None:
+    """``task_id`` completed: its dependents may run once their last edge is gone."""
+    dependents = [
+        r[0]
+        for r in conn.execute(
+            "DELETE FROM task_deps WHERE depends_on_id = ? RETURNING task_id", (task_id,)
+        )
+    ]
+    for d in dependents:
+        _unblock(conn, now, eff, d)
+
+
+def dependency_failed(
+    conn: sqlite3.Connection, now: int, eff: Effects, task_id: int, *, forced: bool = False
+) -> None:
+    """``task_id`` ended without completing: apply each dependent's policy.
+
+    ``cancel`` (default): the dependent ends as ``dependency_failed`` and so
+    does everything downstream of it. ``fail``: the dependent ends as
+    ``dependency_failed``; its own dependents then apply their own policies.
+    ``ignore``: the edge is dropped and the dependent runs once its other
+    dependencies are done.
+    """
+    todo = [(task_id, forced)]
+    while todo:
+        failed_id, force = todo.pop()
+        dependents = [
+            r[0]
+            for r in conn.execute(
+                "DELETE FROM task_deps WHERE depends_on_id = ? RETURNING task_id", (failed_id,)
+            )
+        ]
+        for d in dependents:
+            row = _active(conn, d)
+            if row is None:
+                continue
+            policy = row["on_dep_failure"]
+            if policy == "ignore" and not force:
+                _unblock(conn, now, eff, d)
+                continue
+            rec = record_from_row(row)
+            eff.cancelled.extend(_cancel_children(conn, d, now, "dependency_failed", eff))
+            _to_history(
+                conn,
+                d,
+                Status.DEPENDENCY_FAILED,
+                now,
+                tags_json=row["tags"],
+                error=f"dependency task {failed_id} failed",
+            )
+            eff.dependency_failed.append((rec, failed_id))
+            todo.append((d, force or policy == "cancel"))
+
+
+def expire_due(conn: sqlite3.Connection, now: int, eff: Effects, limit: int = 500) -> None:
+    """Expire queued tasks past their deadline (pending, paused, blocked), oldest
+    deadline first; their queued descendants expire with them."""
+    rows = conn.execute(
+        "SELECT id FROM tasks INDEXED BY tasks_expires WHERE expires_at IS NOT NULL "
+        "AND expires_at <= ? AND status IN ('pending', 'paused', 'blocked') "
+        "ORDER BY expires_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    for r in rows:
+        _expire(conn, now, eff, r[0])
+
+
+def _expire(conn: sqlite3.Connection, now: int, eff: Effects, task_id: int) -> TaskRecord | None:
+    row = _active(conn, task_id)
+    if row is None or row["status"] not in ("pending", "paused", "blocked"):
+        return None
+    for child in conn.execute(
+        "SELECT id FROM tasks WHERE parent_id = ? AND status IN ('pending', 'paused', 'blocked')",
+        (task_id,),
+    ).fetchall():
+        _expire(conn, now, eff, child[0])
+    rec = record_from_row(row)
+    _to_history(conn, task_id, Status.EXPIRED, now, tags_json=row["tags"])
+    done = rec.evolve(status=Status.EXPIRED)
+    eff.expired.append(done)
+    dependency_failed(conn, now, eff, task_id)
+    if rec.parent_id is not None:
+        settle_parents(conn, now, eff, {rec.parent_id: None})
+    return done
 
 
 _FAILED_CHILD = ("failed", "dead_letter")
@@ -1029,10 +1166,11 @@ def settle_parents(
         ):
             child_id, error = failure
             message = f"child task {child_id} failed: {error}"
-            eff.cancelled.extend(_cancel_children(conn, pid, now, "fail_fast"))
+            eff.cancelled.extend(_cancel_children(conn, pid, now, "fail_fast", eff))
             rec = record_from_row(row)
             _to_history(conn, pid, Status.FAILED, now, tags_json=row["tags"], error=message)
             eff.failed_parents.append((rec, message, status))
+            dependency_failed(conn, now, eff, pid)
             if rec.parent_id is not None:
                 todo[rec.parent_id] = (pid, message)
             continue
@@ -1079,8 +1217,8 @@ def finish(
     left: dict[int, tuple[int, str] | None] = {}
     for f in items:
         row = conn.execute(
-            "SELECT status, dispatch_count, retry_count, requeue, tags, parent_id, phase "
-            "FROM tasks WHERE id = ?",
+            "SELECT status, dispatch_count, retry_count, requeue, tags, parent_id, phase, "
+            "recurring_interval_ms FROM tasks WHERE id = ?",
             (f.task_id,),
         ).fetchone()
         if row is None or row["status"] != "running" or row["dispatch_count"] != f.dispatch_count:
@@ -1100,6 +1238,9 @@ def finish(
                     kind = "waiting" if active else "finalize"
                     out.append(FinishResult(kind=kind, task_id=f.task_id, children=active))
                     continue
+            full = None
+            if row["recurring_interval_ms"] is not None and not row["requeue"]:
+                full = conn.execute("SELECT * FROM tasks WHERE id = ?", (f.task_id,)).fetchone()
             hid = _to_history(
                 conn,
                 f.task_id,
@@ -1110,6 +1251,7 @@ def finish(
                 actual=f.actual_io,
                 delete=not row["requeue"],
             )
+            dependency_done(conn, now, eff, f.task_id)
             if row["requeue"]:
                 conn.execute(
                     """
@@ -1124,7 +1266,11 @@ def finish(
                 )
                 out.append(FinishResult(kind="requeued", task_id=f.task_id, history_id=hid))
             else:
-                out.append(FinishResult(kind="completed", task_id=f.task_id, history_id=hid))
+                res = FinishResult(kind="completed", task_id=f.task_id, history_id=hid)
+                if full is not None:
+                    res.occurrences = full["recurring_count"] + 1
+                    res.next_id, res.skipped = _next_occurrence(conn, full, now)
+                out.append(res)
                 if parent_id is not None:
                     left.setdefault(parent_id, None)
         elif f.kind == "retry":
@@ -1148,7 +1294,7 @@ def finish(
         else:
             status = Status.DEAD_LETTER if f.kind == "dead_letter" else Status.FAILED
             # Children still running under a failed parent are cancelled.
-            eff.cancelled.extend(_cancel_children(conn, f.task_id, now, "parent_failed"))
+            eff.cancelled.extend(_cancel_children(conn, f.task_id, now, "parent_failed", eff))
             hid = _to_history(
                 conn,
                 f.task_id,
@@ -1158,6 +1304,7 @@ def finish(
                 error=f.error,
                 actual=f.actual_io,
             )
+            dependency_failed(conn, now, eff, f.task_id)
             out.append(
                 FinishResult(
                     kind=status.value,
@@ -1174,15 +1321,22 @@ def finish(
 
 
 def _cancel_children(
-    conn: sqlite3.Connection, parent_id: int, now: int, reason: str
+    conn: sqlite3.Connection,
+    parent_id: int,
+    now: int,
+    reason: str,
+    eff: Effects | None = None,
 ) -> list[CancelledTask]:
+    """Cancel every descendant of a task (deepest first)."""
     out: list[CancelledTask] = []
     rows = conn.execute("SELECT * FROM tasks WHERE parent_id = ?", (parent_id,)).fetchall()
     for row in rows:
-        out.extend(_cancel_children(conn, row["id"], now, reason))
+        out.extend(_cancel_children(conn, row["id"], now, reason, eff))
         rec = record_from_row(row)
         _to_history(conn, rec.id, Status.CANCELLED, now, tags_json=row["tags"])
-        out.append(CancelledTask(rec, rec.status))
+        out.append(CancelledTask(rec, rec.status, reason))
+        if eff is not None:
+            dependency_failed(conn, now, eff, rec.id)
     return out
 
 
@@ -1201,14 +1355,130 @@ def cancel(
         row = _active(conn, task_id)
         if row is None:
             continue
-        out.extend(_cancel_children(conn, task_id, now, reason))
+        out.extend(_cancel_children(conn, task_id, now, reason, eff))
         rec = record_from_row(row)
         _to_history(conn, task_id, Status.CANCELLED, now, tags_json=row["tags"])
-        out.append(CancelledTask(rec, rec.status))
+        out.append(CancelledTask(rec, rec.status, reason))
+        dependency_failed(conn, now, eff, task_id)
         if rec.parent_id is not None:
             left.setdefault(rec.parent_id, None)
     if left:
         settle_parents(conn, now, eff, left)
+    return out
+
+
+_OCCURRENCE_COPY = (
+    "task_type, domain, key, label, priority, payload, group_key, fail_fast, max_retries, "
+    "retry_policy, expected_read, expected_write, expected_net_rx, expected_net_tx, ttl_ms, "
+    "ttl_from, on_dep_failure, recurring_interval_ms, recurring_max, schedule_id, tags"
+)
+
+
+def _next_occurrence(
+    conn: sqlite3.Connection, row: sqlite3.Row, now: int
+) -> tuple[int | None, int]:
+    """Enqueue the next occurrence of a recurring task that just completed.
+
+    Occurrences keep the schedule's cadence: the next one is due one interval
+    after this one was due; occurrences that came due while this one was still
+    queued or running are skipped (counted, not run). Returns the new id (None
+    when the schedule is paused or over) and the number skipped.
+    """
+    interval = row["recurring_interval_ms"]
+    count = row["recurring_count"] + 1
+    if row["recurring_paused"] or (
+        row["recurring_max"] is not None and count >= row["recurring_max"]
+    ):
+        return None, 0
+    due = (row["run_after"] or row["created_at"]) + interval
+    skipped = 0
+    if due <= now:
+        skipped = (now - due) // interval + 1
+        due += skipped * interval
+    values = {k: row[k] for k in _OCCURRENCE_COPY.split(", ")}
+    pauses = _paused_sets(conn)
+    bits = 0
+    if values["group_key"] is not None and values["group_key"] in pauses.groups:
+        bits |= PAUSE_GROUP
+    if values["domain"] in pauses.domains:
+        bits |= PAUSE_DOMAIN
+    expires = None
+    if values["ttl_ms"] is not None and values["ttl_from"] == "submission":
+        expires = now + values["ttl_ms"]
+    cols = _OCCURRENCE_COPY.split(", ")
+    new_id = conn.execute(
+        f"INSERT INTO tasks ({_OCCURRENCE_COPY}, status, delayed, created_at, run_after, "
+        "expires_at, recurring_count, pause_reasons, paused_at) "
+        f"VALUES ({', '.join('?' * len(cols))}, ?, 1, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            *(values[c] for c in cols),
+            "paused" if bits else "pending",
+            now,
+            due,
+            expires,
+            count,
+            bits,
+            now if bits else None,
+        ),
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO task_tags (task_id, key, value) "
+        "SELECT ?, key, value FROM history_tags WHERE history_id = "
+        "(SELECT MAX(history_id) FROM history WHERE id = ?)",
+        (new_id, row["id"]),
+    )
+    return new_id, skipped
+
+
+def find_schedule(conn: sqlite3.Connection, schedule_or_task_id: int) -> sqlite3.Row | None:
+    """The active occurrence of a recurring schedule, by schedule id or task id."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM tasks WHERE recurring_interval_ms IS NOT NULL "
+        "AND (schedule_id = ? OR id = ?) LIMIT 1",
+        (schedule_or_task_id, schedule_or_task_id),
+    ).fetchone()
+    return row
+
+
+def set_schedule_paused(conn: sqlite3.Connection, schedule_or_task_id: int, paused: bool) -> int:
+    """Pause or resume a schedule: the current occurrence still runs, no next one is
+    enqueued while paused. Returns the schedule id.
+
+    Raises:
+        NotFound: no active recurring task with that id.
+    """
+    row = find_schedule(conn, schedule_or_task_id)
+    if row is None:
+        raise NotFound(f"no recurring schedule {schedule_or_task_id}", field="id")
+    conn.execute(
+        "UPDATE tasks SET recurring_paused = ? WHERE id = ?", (1 if paused else 0, row["id"])
+    )
+    return int(row["schedule_id"] or row["id"])
+
+
+def schedules(conn: sqlite3.Connection, domain: str | None = None) -> list[dict[str, Any]]:
+    """Every active recurring schedule."""
+    sql = "SELECT * FROM tasks WHERE recurring_interval_ms IS NOT NULL"
+    params: tuple[Any, ...] = ()
+    if domain is not None:
+        sql += " AND domain = ?"
+        params = (domain,)
+    out = []
+    for row in conn.execute(sql + " ORDER BY id", params):
+        out.append(
+            {
+                "id": row["schedule_id"] or row["id"],
+                "task_id": row["id"],
+                "task_type": row["task_type"],
+                "label": row["label"],
+                "interval_ms": row["recurring_interval_ms"],
+                "next_run": row["run_after"] if row["status"] == "pending" else None,
+                "status": row["status"],
+                "occurrences": row["recurring_count"],
+                "max_occurrences": row["recurring_max"],
+                "paused": bool(row["recurring_paused"]),
+            }
+        )
     return out
 
 

@@ -38,6 +38,7 @@ CREATE TABLE tasks (
     on_dep_failure        TEXT    NOT NULL DEFAULT 'cancel',
     depends_on            TEXT    NOT NULL DEFAULT '[]',      -- JSON ids as submitted
     recurring_interval_ms INTEGER,
+    schedule_id           INTEGER,                            -- id of the first occurrence
     recurring_max         INTEGER,
     recurring_count       INTEGER NOT NULL DEFAULT 0,
     recurring_paused      INTEGER NOT NULL DEFAULT 0,
@@ -57,6 +58,7 @@ CREATE INDEX tasks_other ON tasks (status, domain) WHERE status != 'pending';
 CREATE INDEX tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX tasks_group ON tasks (group_key, status) WHERE group_key IS NOT NULL;
 CREATE INDEX tasks_expires ON tasks (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX tasks_schedule ON tasks (schedule_id) WHERE schedule_id IS NOT NULL;
 
 CREATE TABLE task_tags (
     task_id INTEGER NOT NULL,
