@@ -33,6 +33,7 @@ async def make_scheduler(db_path: str) -> AsyncIterator[MakeScheduler]:
         path: str | None = None,
         clock: Any = None,
         state: dict[Any, Any] | None = None,
+        sampler: Any = None,
         **config: Any,
     ) -> Scheduler:
         sched = Scheduler(
@@ -41,6 +42,7 @@ async def make_scheduler(db_path: str) -> AsyncIterator[MakeScheduler]:
             config=SchedulerConfig(**config),
             clock=clock,
             state=state,
+            sampler=sampler,
         )
         await sched.start()
         started.append(sched)

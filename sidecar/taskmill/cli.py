@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--parent-pid", type=int, metavar="PID", help="shut down when this process is gone"
     )
     p.add_argument(
+        "--no-resource-monitoring",
+        action="store_true",
+        help="do not watch disk, network, memory and battery",
+    )
+    p.add_argument(
         "--max-message-bytes",
         type=int,
         default=DEFAULT_MAX_MESSAGE_BYTES,
@@ -170,6 +175,10 @@ def build_options(args: argparse.Namespace) -> SidecarOptions:
             overrides["aging"] = AgingConfig(**file_cfg.aging)
         except Exception as exc:
             raise StartupError(f"scheduler.aging: {exc}") from exc
+    # The sidecar watches the machine unless told not to.
+    overrides.setdefault("resource_monitoring", True)
+    if args.no_resource_monitoring:
+        overrides["resource_monitoring"] = False
     if args.max_concurrency is not None:
         if args.max_concurrency < 0:
             raise StartupError("--max-concurrency must be >= 0")

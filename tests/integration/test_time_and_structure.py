@@ -55,7 +55,10 @@ async def test_ttl_precedence_task_type_domain_global(
     per_domain = await sched.get((await sched.submit("t::plain", 3)).id)
     global_ = await sched.get((await sched.submit("o::plain", 4)).id)
     assert [r.expires_at - now for r in (per_task, per_type, per_domain, global_)] == [
-        1_000, 2_000, 3_000, 4_000,
+        1_000,
+        2_000,
+        3_000,
+        4_000,
     ]
 
 
@@ -135,8 +138,9 @@ async def test_children_inherit_remaining_ttl_and_expire_with_parent(
 
 
 async def test_deadlines_survive_restart(db_path: str, clock: FakeClock) -> None:
-    sched = Scheduler(db_path, domains=[dom(l=Log())], clock=clock,
-                      config=SchedulerConfig(max_concurrency=0))
+    sched = Scheduler(
+        db_path, domains=[dom(l=Log())], clock=clock, config=SchedulerConfig(max_concurrency=0)
+    )
     await sched.start()
     res = await sched.submit("t::l", 1, ttl_ms=5_000)
     await sched.shutdown("hard")
@@ -206,8 +210,9 @@ async def test_recurring_interval_max_and_events(
     sched = await make_scheduler(dom(l=log), clock=clock)
     sub = sched.subscribe(kinds=["recurring_completed", "completed"])
     res = await sched.submit(
-        "t::l", "tick", recurring=Recurring(interval_ms=60_000, max_occurrences=3,
-                                            initial_delay_ms=1_000)
+        "t::l",
+        "tick",
+        recurring=Recurring(interval_ms=60_000, max_occurrences=3, initial_delay_ms=1_000),
     )
     await sched.tick()
     assert log.runs == []
@@ -250,8 +255,9 @@ async def test_recurring_pause_resume_cancel(
 ) -> None:
     log = Log()
     sched = await make_scheduler(dom(l=log), clock=clock)
-    res = await sched.submit("t::l", "job", recurring=Recurring(interval_ms=1_000),
-                             run_after_ms=500)
+    res = await sched.submit(
+        "t::l", "job", recurring=Recurring(interval_ms=1_000), run_after_ms=500
+    )
     await sched.pause_recurring(res.id)
     assert (await sched.recurring_list())[0]["paused"] is True
     await sched.resume_recurring(res.id)
@@ -265,8 +271,9 @@ async def test_recurring_pause_resume_cancel(
     await until(lambda: len(log.runs) == 2)
     await sched.tick()
     assert await sched.recurring_list() == []  # paused: no next occurrence
-    res2 = await sched.submit("t::l", "job2", recurring=Recurring(interval_ms=1_000),
-                              run_after_ms=50_000)
+    res2 = await sched.submit(
+        "t::l", "job2", recurring=Recurring(interval_ms=1_000), run_after_ms=50_000
+    )
     await sched.cancel_recurring(res2.id)
     assert (await sched.get(res2.id)).status is Status.CANCELLED
     with pytest.raises(NotFound):
@@ -476,7 +483,8 @@ async def test_tag_filters_values_keys_and_literal_prefixes(make_scheduler: Make
     assert (await sched.list_tasks(TaskFilter(tag_prefix="ab_")))[1] == 1
     assert (await sched.list_tasks(TaskFilter(tag_prefix="a_")))[1] == 0
     assert await sched.tag_values("album") == [
-        {"value": "2024", "count": 3}, {"value": "2023", "count": 1},
+        {"value": "2024", "count": 3},
+        {"value": "2023", "count": 1},
     ]
     assert await sched.tag_values("album", domain="o") == [{"value": "2024", "count": 1}]
     assert await sched.tag_keys("a") == ["a%b", "ab_c", "album"]

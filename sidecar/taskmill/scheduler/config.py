@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import InvalidParams
 from ..model import Priority, RetryPolicy
+from ..resource import ThrottlePolicy
 from .aging import AgingConfig
 
 __all__ = ["Retention", "SchedulerConfig"]
@@ -66,6 +67,20 @@ class SchedulerConfig:
     default_group_concurrency: int = 0
     #: Weight of groups without one (and of ungrouped tasks) in fair scheduling.
     default_group_weight: float = 1.0
+    #: Watch disk, network, CPU, memory and battery (psutil, on a thread) and
+    #: hold back work whose IO budget does not fit or whose priority the
+    #: pressure throttles. Off by default in the library; on in the sidecar.
+    resource_monitoring: bool = False
+    sample_interval_ms: int = 1000
+    ewma_alpha: float = 0.3
+    #: Network bandwidth for the "network" pressure source (bytes/s); turns monitoring on.
+    bandwidth_limit_bps: float | None = None
+    #: System memory in use (0..1) above which memory pressure rises.
+    memory_threshold: float = 0.8
+    #: Which priorities are held at which pressure.
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy.default)
+    #: How often extrapolated progress is published for tasks that report none.
+    progress_extrapolation_ms: int = 1000
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 0:

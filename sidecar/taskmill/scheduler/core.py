@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -44,9 +45,11 @@ from ..model import (
     TaskRecord,
     parse_priority,
 )
+from ..resource import Sampler
 from ..store import db
 from ..store.rows import Finish, NewTask
 from ..store.store import Store
+from .awareness import Awareness
 from .config import SchedulerConfig
 from .context import TaskContext, state_view
 from .dispatch import DispatchPolicy, Gate
@@ -96,6 +99,8 @@ class Execution:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     #: What execute returned, for a parent's finalize.
     memo: Any = None
+    #: When progress was last reported (epoch ms), for extrapolation.
+    reported_at_ms: int | None = None
     #: The Python value returned, kept for the ``completed`` event.
     value: Any = None
 
@@ -126,6 +131,7 @@ class Scheduler:
         clock: Clock | None = None,
         state: Mapping[Any, Any] | None = None,
         rng: random.Random | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.path = path
         self.config = config or SchedulerConfig()
@@ -162,8 +168,20 @@ class Scheduler:
             default_group_weight=self.config.default_group_weight,
             aging=self.config.aging,
         )
-        #: An extra gate check (resource pressure, IO budget), set by the resource layer.
-        self.gate_hook: Callable[[db.Candidate], int | None] | None = None
+        cfg = self.config
+        self.awareness = Awareness(
+            monitoring=cfg.resource_monitoring,
+            sampler=sampler,
+            interval_ms=cfg.sample_interval_ms,
+            alpha=cfg.ewma_alpha,
+            bandwidth_limit_bps=cfg.bandwidth_limit_bps,
+            memory_threshold=cfg.memory_threshold,
+            throttle=cfg.throttle,
+            now_ms=self.clock.now_ms,
+            emit=self.events.emit,
+            wake=self.wake,
+        )
+        self._ticker: asyncio.Task[None] | None = None
         self._preempted = False
         self._recheck_preempted = False
         self._next_sweep = 0
@@ -197,7 +215,10 @@ class Scheduler:
             log.info("recovered %d interrupted task(s) back to pending", recovery.requeued)
         self._accepting = True
         self._dispatching = True
-        self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="taskmill-loop")
+        self.awareness.start()
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._run(), name="taskmill-loop")
+        self._ticker = loop.create_task(self._progress_ticker(), name="taskmill-progress")
         return self
 
     async def __aenter__(self) -> Scheduler:
@@ -433,7 +454,7 @@ class Scheduler:
             type_caps=type_caps,
             unavailable=frozenset(unavailable),
             type_budget=budget,
-            extra=self.gate_hook,
+            resources=self.awareness.view(),
         )
 
     async def _housekeeping(self, now: int) -> None:
@@ -522,6 +543,7 @@ class Scheduler:
         duration = max(0, now - (rec.started_at or now))
         if kind in ("completed", "requeued"):
             self.metrics["completed"] += 1
+            self.awareness.record_duration(rec.task_type, duration)
             if res.occurrences is not None:
                 if res.skipped:
                     self.metrics["recurring_skipped"] += res.skipped
@@ -712,7 +734,8 @@ class Scheduler:
         if ex is None or ex.ctx is not ctx:
             return
         ex.progress = Progress(percent=fraction, message=message, reported=True)
-        ctx.reported = (fraction, message, int(time.monotonic() * 1000))
+        ex.reported_at_ms = self.clock.now_ms()
+        ctx.reported = (fraction, message, ex.reported_at_ms)
         self.events.emit("progress", ex.record, percent=fraction, message=message, reported=True)
 
     def _stop_execution(self, task_id: int, reason: str) -> Execution | None:
@@ -1122,6 +1145,9 @@ class Scheduler:
         self._tick_waiters.clear()
         for t in list(self._background):
             t.cancel()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.awareness.stop()
         self.events.close_all()
         await self._store.close()
         self._closed.set()
@@ -1266,8 +1292,63 @@ class Scheduler:
         return await self.store.read(lambda c: db.avg_throughput(c, task_type, n))
 
     def running(self) -> list[TaskRecord]:
-        """Records of the tasks running now, with their progress."""
-        return [ex.record.evolve(progress=ex.progress) for ex in self._running.values()]
+        """Records of the tasks running now, with their (reported or extrapolated) progress."""
+        now = self.clock.now_ms()
+        return [
+            ex.record.evolve(progress=self._progress_of(ex, now)) for ex in self._running.values()
+        ]
+
+    def _progress_of(self, ex: Execution, now: int) -> Progress:
+        p = ex.progress
+        return self.awareness.progress(
+            ex.record.task_type,
+            now,
+            ex.record.started_at,
+            p.percent if p.reported else None,
+            ex.reported_at_ms,
+            p.message,
+        )
+
+    async def _seed_durations(self) -> None:
+        """Load recent durations of running task types not seen yet (for extrapolation)."""
+        for task_type in {ex.record.task_type for ex in self._running.values()}:
+            if self.awareness.needs_seed(task_type):
+                durations = await self.store.read(
+                    functools.partial(db.recent_durations, task_type=task_type, n=20)
+                )
+                self.awareness.seed(task_type, durations)
+
+    async def _progress_ticker(self) -> None:
+        """Publish extrapolated progress (``reported: false``) for quiet running tasks."""
+        interval = self.config.progress_extrapolation_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            if not self._running:
+                continue
+            try:
+                await self._seed_durations()
+            except StorageError:
+                continue
+            now = self.clock.now_ms()
+            quiet_since = now - self.config.progress_extrapolation_ms
+            for ex in list(self._running.values()):
+                if ex.reported_at_ms is not None and ex.reported_at_ms > quiet_since:
+                    continue
+                p = self._progress_of(ex, now)
+                if p.extrapolated and p.percent > ex.progress.percent:
+                    self.events.emit(
+                        "progress",
+                        ex.record,
+                        percent=round(p.percent, 4),
+                        message=p.message,
+                        reported=False,
+                    )
+
+    def set_pressure(self, source: str, value: float | None) -> None:
+        """Set (or, with None, remove) a host pressure source, e.g. "the user is in a call"."""
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise InvalidParams("value must be within 0..1 (or null)", field="value")
+        self.awareness.set_external(source, value)
 
     async def snapshot(self, domain: str | None = None) -> dict[str, Any]:
         """Everything a UI needs in one call (protocol section 7)."""
@@ -1280,6 +1361,7 @@ class Scheduler:
             )
 
         counts, domain_counts, group_counts = await self.store.read(read)
+        await self._seed_durations()
         now = self.clock.now_ms()
         every = self.running()
         running = [r for r in every if domain is None or r.domain == domain]
@@ -1318,16 +1400,8 @@ class Scheduler:
                 }
                 for r in running
             ],
-            "pressure": 0.0,
-            "pressure_breakdown": [],
-            "resources": {
-                "cpu": 0.0,
-                "disk_read_bps": 0.0,
-                "disk_write_bps": 0.0,
-                "net_rx_bps": 0.0,
-                "net_tx_bps": 0.0,
-                "memory": 0.0,
-            },
+            **self.awareness.snapshot_fields(),
+            "throttle": self.awareness.throttle.to_list(),
             "max_concurrency": self._max_concurrency,
             "is_paused": self._paused,
             "domains": domains,
@@ -1365,6 +1439,6 @@ class Scheduler:
                 "paused": counts.get("paused", 0),
                 "blocked": counts.get("blocked", 0),
                 "waiting": counts.get("waiting", 0),
-                "pressure": 0.0,
+                "pressure": round(self.awareness.read()[0], 4),
             },
         }

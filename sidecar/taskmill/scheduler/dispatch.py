@@ -10,14 +10,16 @@ pure checks of one candidate.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidParams
-from ..model import TaskRecord
+from ..model import IoBudget, TaskRecord
+from ..resource import ResourceSnapshot, ThrottlePolicy, io_gate
 from ..store.db import Admission, Candidate, ClaimPlan
 from .aging import AgingConfig, effective_priority
+from .awareness import ResourceView
 from .fairness import GroupDemand, allocate
 from .ratelimit import TokenBucket, check_and_take
 
@@ -51,8 +53,14 @@ class Gate:
     type_budget: dict[str, int] = field(default_factory=dict)
     type_buckets: Mapping[str, TokenBucket] = field(default_factory=dict)
     group_buckets: Mapping[str, TokenBucket] = field(default_factory=dict)
-    #: Extra check (resource pressure, IO budget): returns Admission or None to go on.
-    extra: Callable[[Candidate], int | None] | None = None
+    #: Resource pressure (0..1) and the policy that holds less urgent work above it.
+    pressure: float = 0.0
+    throttle: ThrottlePolicy | None = None
+    #: Observed IO rates (None: monitoring off, no IO budget check).
+    resources: ResourceSnapshot | None = None
+    #: Expected IO of what runs (and was admitted so far), and how many run.
+    io_total: IoBudget = field(default_factory=IoBudget)
+    io_count: int = 0
     denials: dict[str, int] = field(default_factory=dict)
 
     def _deny(self, reason: str, verdict: int = Admission.SKIP) -> int:
@@ -75,10 +83,18 @@ class Gate:
     def _check(self, cand: Candidate, group_cap: bool) -> int:
         if cand.task_type in self.unavailable:
             return self._deny("no_executor")
-        if self.extra is not None:
-            verdict = self.extra(cand)
-            if verdict is not None:
-                return self._deny("pressure", verdict)
+        if self.throttle is not None and self.throttle.is_throttled(cand.priority, self.pressure):
+            return self._deny("pressure")
+        expected = IoBudget(
+            disk_read=cand.expected_read,
+            disk_write=cand.expected_write,
+            net_rx=cand.expected_net_rx,
+            net_tx=cand.expected_net_tx,
+        )
+        if self.resources is not None:
+            axis = io_gate(expected, self.io_total, self.io_count, self.resources)
+            if axis is not None:
+                return self._deny("io_budget")
         group = cand.group
         if group is not None and group in self.paused_groups:
             return self._deny("group_paused")
@@ -111,6 +127,8 @@ class Gate:
                 return self._deny("rate_limited", max(due, Admission.STOP + 1))
         if budget is not None:
             self.type_budget[cand.task_type] = budget - 1
+        self.io_total = self.io_total + expected
+        self.io_count += 1
         self.running_by_domain[cand.domain] = self.running_by_domain.get(cand.domain, 0) + 1
         self.running_by_type[cand.task_type] = self.running_by_type.get(cand.task_type, 0) + 1
         self.running_by_group[group] = self.running_by_group.get(group, 0) + 1
@@ -190,12 +208,14 @@ class DispatchPolicy:
         type_caps: Mapping[str, int],
         unavailable: frozenset[str],
         type_budget: dict[str, int],
-        extra: Callable[[Candidate], int | None] | None = None,
+        resources: ResourceView | None = None,
     ) -> tuple[ClaimPlan, Gate]:
         by_domain: dict[str, int] = {}
         by_type: dict[str, int] = {}
         by_group: dict[GroupKey, int] = {}
+        io_total = IoBudget()
         for r in running:
+            io_total = io_total + r.expected_io
             by_domain[r.domain] = by_domain.get(r.domain, 0) + 1
             by_type[r.task_type] = by_type.get(r.task_type, 0) + 1
             by_group[r.group] = by_group.get(r.group, 0) + 1
@@ -214,7 +234,11 @@ class DispatchPolicy:
             type_budget=type_budget,
             type_buckets=self.type_buckets,
             group_buckets=self.group_buckets,
-            extra=extra,
+            pressure=0.0 if resources is None else resources.pressure,
+            throttle=None if resources is None else resources.throttle,
+            resources=None if resources is None else resources.resources,
+            io_total=io_total,
+            io_count=len(running),
         )
         aging = self.aging
         effective = None

@@ -265,6 +265,12 @@ async def recurring_cancel(s: Session, p: m.IdParams) -> Any:
     return {}
 
 
+@handler("pressure.set")
+async def pressure_set(s: Session, p: m.PressureSetParams) -> Any:
+    s.app.scheduler.set_pressure(p.source, p.value)
+    return {}
+
+
 # -- events ------------------------------------------------------------------
 
 

@@ -123,6 +123,8 @@ class Sidecar:
                 "default_ttl_ms": cfg.default_ttl_ms,
                 "preempt_priority": cfg.preempt_priority,
                 "synchronous": cfg.synchronous,
+                "resource_monitoring": self.scheduler.awareness.monitor is not None,
+                "throttle": cfg.throttle.to_list(),
                 "retention": {
                     "max_count": cfg.retention.max_count,
                     "max_age_ms": cfg.retention.max_age_ms,

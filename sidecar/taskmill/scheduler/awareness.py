@@ -1,0 +1,188 @@
+"""Resource awareness: what the machine is doing, and what that means for dispatch.
+
+Owns the sampler thread (:class:`~taskmill.resource.ResourceMonitor`), the
+pressure sources (disk, memory, battery, network with a bandwidth limit, and
+host-set external values), the throttle policy, and the recent durations per
+task type used to extrapolate progress. The gate reads a consistent view of
+all this once per claim; the ``pressure`` event is emitted when the aggregate
+moves by more than 0.05, at most once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import Progress
+from ..resource import (
+    BatteryPressure,
+    CompositePressure,
+    DiskPressure,
+    DurationStats,
+    MemoryPressure,
+    NetworkPressure,
+    PsutilSampler,
+    ResourceMonitor,
+    ResourceSnapshot,
+    Sampler,
+    ThrottlePolicy,
+    estimate_progress,
+)
+
+__all__ = ["Awareness", "ResourceView"]
+
+log = logging.getLogger(__name__)
+
+PRESSURE_EVENT_DELTA = 0.05
+PRESSURE_EVENT_MIN_INTERVAL_MS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceView:
+    """What the gate needs, read once per claim."""
+
+    pressure: float
+    throttle: ThrottlePolicy
+    #: The smoothed resources, or None when monitoring is off (no IO gate).
+    resources: ResourceSnapshot | None
+
+
+class Awareness:
+    """Resource monitoring, pressure and progress estimates for one scheduler."""
+
+    def __init__(
+        self,
+        *,
+        monitoring: bool,
+        sampler: Sampler | None,
+        interval_ms: int,
+        alpha: float,
+        bandwidth_limit_bps: float | None,
+        memory_threshold: float,
+        throttle: ThrottlePolicy,
+        now_ms: Callable[[], int],
+        emit: Callable[..., Any],
+        wake: Callable[[], None],
+    ) -> None:
+        self.throttle = throttle
+        self._now_ms = now_ms
+        self._emit = emit
+        self._wake = wake
+        self.durations = DurationStats(window=20)
+        self._seeded: set[str] = set()
+        self.pressure = CompositePressure()
+        self.monitor: ResourceMonitor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_pressure = 0.0
+        self._last_event_ms = 0
+        if monitoring or sampler is not None or bandwidth_limit_bps is not None:
+            self.monitor = ResourceMonitor(
+                sampler or PsutilSampler(),
+                interval_s=interval_ms / 1000,
+                alpha=alpha,
+                on_sample=self._sampled_on_thread,
+            )
+            self.pressure.add(DiskPressure())
+            self.pressure.add(MemoryPressure(threshold=memory_threshold))
+            self.pressure.add(BatteryPressure())
+            if bandwidth_limit_bps is not None:
+                self.pressure.add(NetworkPressure(bandwidth_limit_bps))
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.monitor is not None:
+            self.monitor.start()
+
+    def stop(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+
+    # -- reading ---------------------------------------------------------------
+
+    def resources(self) -> ResourceSnapshot:
+        return self.monitor.latest() if self.monitor is not None else ResourceSnapshot()
+
+    def read(self) -> tuple[float, list[tuple[str, float]]]:
+        return self.pressure.read(self.resources())
+
+    def view(self) -> ResourceView:
+        resources = self.resources()
+        return ResourceView(
+            pressure=self.pressure.pressure(resources),
+            throttle=self.throttle,
+            resources=resources if self.monitor is not None else None,
+        )
+
+    def snapshot_fields(self) -> dict[str, Any]:
+        resources = self.resources()
+        pressure, breakdown = self.pressure.read(resources)
+        return {
+            "pressure": round(pressure, 4),
+            "pressure_breakdown": [{"source": n, "value": round(v, 4)} for n, v in breakdown],
+            "resources": resources.to_dict(),
+            "monitoring": self.monitor is not None,
+        }
+
+    # -- changes ---------------------------------------------------------------
+
+    def set_external(self, source: str, value: float | None) -> None:
+        """A host-set pressure source ("the user is in a call"); None removes it."""
+        self.pressure.set_external(source, value)
+        self._pressure_changed()
+
+    def _sampled_on_thread(self, _snapshot: ResourceSnapshot) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._pressure_changed)
+        except RuntimeError:  # the loop closed
+            pass
+
+    def _pressure_changed(self) -> None:
+        pressure, breakdown = self.read()
+        now = self._now_ms()
+        if (
+            abs(pressure - self._last_pressure) > PRESSURE_EVENT_DELTA
+            and now - self._last_event_ms >= PRESSURE_EVENT_MIN_INTERVAL_MS
+        ):
+            self._last_pressure = pressure
+            self._last_event_ms = now
+            self._emit(
+                "pressure",
+                pressure=round(pressure, 4),
+                breakdown=[{"source": n, "value": round(v, 4)} for n, v in breakdown],
+            )
+        # Lower pressure or more headroom may let held work run.
+        self._wake()
+
+    # -- progress ----------------------------------------------------------------
+
+    def record_duration(self, task_type: str, duration_ms: int) -> None:
+        self.durations.record(task_type, duration_ms)
+
+    def needs_seed(self, task_type: str) -> bool:
+        return task_type not in self._seeded
+
+    def seed(self, task_type: str, durations_ms: list[int]) -> None:
+        self._seeded.add(task_type)
+        # History is newest first; the window keeps the most recent.
+        self.durations.seed(task_type, list(reversed(durations_ms)))
+
+    def progress(
+        self,
+        task_type: str,
+        now: int,
+        started_at: int | None,
+        reported: float | None,
+        reported_at: int | None,
+        message: str | None,
+    ) -> Progress:
+        return estimate_progress(
+            now, started_at, self.durations.average(task_type), reported, reported_at, message
+        )
