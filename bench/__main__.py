@@ -24,6 +24,7 @@ SECTIONS: dict[str, str] = {
     "huey": "bench.huey_peer",
     "taskmill": "bench.taskmill_inproc",
     "sidecar": "bench.taskmill_sidecar",
+    "responsiveness": "bench.responsiveness",
 }
 
 MODES = {

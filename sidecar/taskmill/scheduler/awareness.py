@@ -48,6 +48,8 @@ class ResourceView:
     throttle: ThrottlePolicy
     #: The smoothed resources, or None when monitoring is off (no IO gate).
     resources: ResourceSnapshot | None
+    #: Disk-heavy tasks started since the last sample (for pacing under pressure).
+    io_starts_since_sample: int = 0
 
 
 class Awareness:
@@ -78,6 +80,8 @@ class Awareness:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_pressure = 0.0
         self._last_event_ms = 0
+        #: Disk-heavy tasks started since the last sample was taken.
+        self.io_starts_since_sample = 0
         if monitoring or sampler is not None or bandwidth_limit_bps is not None:
             self.monitor = ResourceMonitor(
                 sampler or PsutilSampler(),
@@ -116,6 +120,7 @@ class Awareness:
             pressure=self.pressure.pressure(resources),
             throttle=self.throttle,
             resources=resources if self.monitor is not None else None,
+            io_starts_since_sample=self.io_starts_since_sample,
         )
 
     def snapshot_fields(self) -> dict[str, Any]:
@@ -140,9 +145,13 @@ class Awareness:
         if loop is None:
             return
         try:
-            loop.call_soon_threadsafe(self._pressure_changed)
+            loop.call_soon_threadsafe(self._sampled)
         except RuntimeError:  # the loop closed
             pass
+
+    def _sampled(self) -> None:
+        self.io_starts_since_sample = 0
+        self._pressure_changed()
 
     def _pressure_changed(self) -> None:
         pressure, breakdown = self.read()

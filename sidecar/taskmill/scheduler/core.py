@@ -531,6 +531,8 @@ class Scheduler:
         self._apply_effects(eff)
         self._apply_effects(claim.effects)
         for c in claim.claimed:
+            if c.record.expected_io.disk_read or c.record.expected_io.disk_write:
+                self.awareness.io_starts_since_sample += 1
             self._launch(c)
         if not self._running:
             self._idle.set()

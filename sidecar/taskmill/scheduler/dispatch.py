@@ -61,6 +61,8 @@ class Gate:
     #: Expected IO of what runs (and was admitted so far), and how many run.
     io_total: IoBudget = field(default_factory=IoBudget)
     io_count: int = 0
+    #: Disk-heavy tasks started since the last resource sample.
+    io_starts: int = 0
     denials: dict[str, int] = field(default_factory=dict)
 
     def _deny(self, reason: str, verdict: int = Admission.SKIP) -> int:
@@ -83,18 +85,26 @@ class Gate:
     def _check(self, cand: Candidate, group_cap: bool) -> int:
         if cand.task_type in self.unavailable:
             return self._deny("no_executor")
-        if self.throttle is not None and self.throttle.is_throttled(cand.priority, self.pressure):
-            return self._deny("pressure")
         expected = IoBudget(
             disk_read=cand.expected_read,
             disk_write=cand.expected_write,
             net_rx=cand.expected_net_rx,
             net_tx=cand.expected_net_tx,
         )
+        disk_heavy = bool(expected.disk_read or expected.disk_write)
+        if self.throttle is not None and self.throttle.is_throttled(cand.priority, self.pressure):
+            return self._deny("pressure")
         if self.resources is not None:
             axis = io_gate(expected, self.io_total, self.io_count, self.resources)
             if axis is not None:
                 return self._deny("io_budget")
+            if disk_heavy and self.throttle is not None and self.io_starts:
+                # Under some pressure, start one disk-heavy task per sample, so
+                # each start's effect is observed before the next: no bursts
+                # that stall the user's own IO.
+                limit = self.throttle.limit_for(cand.priority)
+                if limit is not None and self.pressure >= limit / 2:
+                    return self._deny("io_pacing")
         group = cand.group
         if group is not None and group in self.paused_groups:
             return self._deny("group_paused")
@@ -129,6 +139,8 @@ class Gate:
             self.type_budget[cand.task_type] = budget - 1
         self.io_total = self.io_total + expected
         self.io_count += 1
+        if disk_heavy:
+            self.io_starts += 1
         self.running_by_domain[cand.domain] = self.running_by_domain.get(cand.domain, 0) + 1
         self.running_by_type[cand.task_type] = self.running_by_type.get(cand.task_type, 0) + 1
         self.running_by_group[group] = self.running_by_group.get(group, 0) + 1
@@ -239,6 +251,7 @@ class DispatchPolicy:
             resources=None if resources is None else resources.resources,
             io_total=io_total,
             io_count=len(running),
+            io_starts=0 if resources is None else resources.io_starts_since_sample,
         )
         aging = self.aging
         effective = None
