@@ -256,4 +256,7 @@ def main(argv: list[str] | None = None) -> None:
         log.exception("the sidecar stopped on an unexpected error")
         code = EXIT_ERROR
     sys.stderr.flush()
-    sys.exit(code)
+    # The stdin reader is a daemon thread blocked in read(); letting the
+    # interpreter finalize under it can abort the process. Everything is
+    # flushed and closed by now, so leave directly with the exit code.
+    os._exit(code)

@@ -86,14 +86,6 @@ async def test_sigkill_mid_task_runs_it_again_without_counting_a_retry(spawn: Sp
     assert [t["id"] for t in completed["tasks"]] == [done_id], "a completed task ran again"
 
 
-@pytest.mark.xfail(
-    reason="BUG: when the sidecar shuts down while its stdin is still open (sidecar.shutdown, "
-    "SIGTERM, SIGINT, parent gone) the process aborts at interpreter exit with SIGABRT "
-    "(exit -6) and 'Fatal Python error: _enter_buffered_busy: could not acquire lock for "
-    "<_io.BufferedReader name='<stdin>'> at interpreter shutdown, possibly due to daemon "
-    "threads' on stderr, instead of exiting 0",
-    strict=True,
-)
 @pytest.mark.parametrize("trigger", ["sidecar.shutdown", "sigterm"])
 async def test_exit_code_0_when_stdin_stays_open(spawn: Spawn, trigger: str) -> None:
     sc = await spawn()
@@ -184,13 +176,6 @@ async def test_a_database_path_that_cannot_be_opened_exits_2(tmp_path: Path) -> 
     assert not (tmp_path / "no").exists()
 
 
-@pytest.mark.xfail(
-    reason="BUG: when the database cannot be opened (not SQLite, another app's SQLite file, "
-    "a directory) the sidecar exits 2 with the reason line but then often (racy; nearly "
-    "always under load) also prints an aiosqlite worker-thread traceback "
-    "'RuntimeError: Event loop is closed' to stderr, so the reason is not one line",
-    strict=True,
-)
 async def test_an_unusable_database_gives_a_one_line_reason(tmp_path: Path) -> None:
     (tmp_path / "folder.db").mkdir()
     dbs = [_unusable_db(tmp_path / content, content) for content in UNUSABLE]

@@ -104,12 +104,6 @@ async def test_submit_with_every_plain_param_shows_in_the_record(sidecar: Sideca
     assert found["where"] == "active" and found["record"]["id"] == res["id"]
 
 
-@pytest.mark.xfail(
-    reason="BUG (contract reading, lead to confirm): a task submitted with an explicit "
-    "key (key='photo-1') reports key = SHA-256 hex of 'demo::echo:photo-1' in its "
-    "record and events instead of the key the client gave",
-    strict=True,
-)
 async def test_record_key_is_the_explicit_key(sidecar: SidecarProcess) -> None:
     tid = await sidecar.submit("demo::echo", 1, key="photo-1", run_after_ms=LATER)
     rec = await sidecar.result("task.get", {"id": tid})
@@ -223,12 +217,6 @@ async def test_supersede_a_running_task(sidecar: SidecarProcess) -> None:
     assert rec["status"] == "superseded"
 
 
-@pytest.mark.xfail(
-    reason="BUG: on_duplicate='supersede' of a PENDING task answers outcome 'superseded' with "
-    "the OLD id (replaced in place) and emits 'superseded' with new_task_id == task_id; the "
-    "contract says superseded = old one cancelled, new id",
-    strict=True,
-)
 async def test_supersede_a_pending_task_gives_a_new_id(sidecar: SidecarProcess) -> None:
     await sidecar.subscribe()
     old = await sidecar.submit("demo::echo", "v1", key="doc", run_after_ms=LATER)

@@ -145,21 +145,24 @@ async def test_upgrade_raises_priority_of_queued_task(make_scheduler: MakeSchedu
     assert (await sched.get(a.id)).priority == 64
 
 
-async def test_supersede_pending_keeps_id(make_scheduler: MakeScheduler, clock: FakeClock) -> None:
+async def test_supersede_pending_gives_a_new_task(
+    make_scheduler: MakeScheduler, clock: FakeClock
+) -> None:
     sched = await make_scheduler(domain_with(e=echo), clock=clock)
     await sched.pause()
     sub = sched.subscribe()
     a = await sched.submit("t::e", {"v": 1}, key="s", tags={"x": "1"})
     clock.advance(1000)
     b = await sched.submit("t::e", {"v": 2}, key="s", on_duplicate="supersede", tags={"y": "2"})
-    assert b.outcome == "superseded" and b.id == a.id
-    rec = await sched.get(a.id)
-    assert rec.payload == {"v": 2} and dict(rec.tags) == {"y": "2"}
+    assert b.outcome == "superseded" and b.id != a.id
+    rec = await sched.get(b.id)
+    assert rec.payload == {"v": 2} and dict(rec.tags) == {"y": "2"} and rec.key == "s"
     assert rec.created_at == clock.now_ms()  # the aging clock restarts
-    old, total = await sched.history(task_type="t::e")
-    assert total == 1 and old[0].status is Status.SUPERSEDED and old[0].payload == {"v": 1}
-    kinds = [e.kind for e in iter(sub.get_nowait, None)]
-    assert kinds == ["submitted", "superseded", "submitted"]
+    old = await sched.get(a.id)
+    assert old.status is Status.SUPERSEDED and old.payload == {"v": 1}
+    evs = list(iter(sub.get_nowait, None))
+    assert [e.kind for e in evs] == ["submitted", "superseded", "submitted"]
+    assert evs[1].task_id == a.id and evs[1]["new_task_id"] == b.id
 
 
 async def test_supersede_running_stops_it(make_scheduler: MakeScheduler) -> None:

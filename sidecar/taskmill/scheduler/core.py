@@ -1228,8 +1228,8 @@ class Scheduler:
         tt = self.registry.find(task_type)
         qualified = tt.qualified if tt is not None else task_type
         canonical = encode_payload(payload)[1]
-        hashed = dedup_key(qualified, key, canonical)
-        where, rec = await self.store.read(lambda c: db.lookup(c, hashed))
+        dkey = dedup_key(qualified, key, canonical)
+        where, rec = await self.store.read(lambda c: db.lookup(c, qualified, dkey))
         return where, (self._overlay(rec) if rec is not None else None)
 
     async def list_tasks(
@@ -1250,19 +1250,13 @@ class Scheduler:
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[TaskRecord], int]:
-        """History records, newest first. ``key`` is the explicit dedup key
-        (with ``task_type``) or the hashed key as records show it."""
-        hashed = key
-        if key is not None and task_type is not None:
-            hashed = dedup_key(task_type, key, "")
-            if len(key) == 64 and all(ch in "0123456789abcdef" for ch in key):
-                hashed = key
+        """History records, newest first; ``key`` is the dedup key as records show it."""
         return await self.store.read(
             lambda c: db.list_history(
                 c,
                 status=status,
                 task_type=task_type,
-                key=hashed,
+                key=key,
                 domain=domain,
                 limit=limit,
                 offset=offset,

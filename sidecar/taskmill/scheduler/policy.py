@@ -104,9 +104,11 @@ def encode_result(result: Any) -> str:
 
 
 def dedup_key(task_type: str, key: str | None, canonical_payload: str) -> str:
-    """SHA-256 hex of the qualified type and the explicit key (else the payload)."""
-    material = key if key is not None else canonical_payload
-    return hashlib.sha256(f"{task_type}:{material}".encode()).hexdigest()
+    """The dedup key: the explicit key, else the SHA-256 hex of the qualified
+    type and the canonical payload. Keys are unique per task type."""
+    if key is not None:
+        return key
+    return hashlib.sha256(f"{task_type}:{canonical_payload}".encode()).hexdigest()
 
 
 def check_tags(tags: Mapping[str, str], field_name: str = "tags") -> dict[str, str]:
@@ -157,9 +159,11 @@ def resolve_submission(
     tt = registry.get(sub.task_type)
     domain = registry.domains[tt.domain]
     payload_json, canonical = encode_payload(sub.payload)
-    if sub.key is not None and (not isinstance(sub.key, str) or len(sub.key) > MAX_KEY_CHARS):
+    if sub.key is not None and (
+        not isinstance(sub.key, str) or not sub.key or len(sub.key) > MAX_KEY_CHARS
+    ):
         raise InvalidParams(
-            f"key must be a string of at most {MAX_KEY_CHARS} characters", field="key"
+            f"key must be a non-empty string of at most {MAX_KEY_CHARS} characters", field="key"
         )
     if sub.label is not None and len(sub.label) > MAX_LABEL_CHARS:
         raise InvalidParams(f"label must be at most {MAX_LABEL_CHARS} characters", field="label")

@@ -192,13 +192,15 @@ class Sidecar:
             print(f"taskmill-sidecar: cannot listen for WebSocket: {exc}", file=sys.stderr)
             await self.scheduler.shutdown("hard")
             return EXIT_STARTUP
+        # Signals and the watchdog are in place before the ready line, so a
+        # launcher that acts on it at once cannot race them.
+        self._install_signals(loop)
+        if self.options.parent_pid is not None:
+            _start_parent_watchdog(self.options.parent_pid, loop, self.request_shutdown)
         self._writer = LineWriter(out, loop)
         self._writer.send(notification("sidecar.ready", self._ready_params()))
         if self.options.stdio:
             self._serve_stdio(loop)
-        self._install_signals(loop)
-        if self.options.parent_pid is not None:
-            _start_parent_watchdog(self.options.parent_pid, loop, self.request_shutdown)
         mode, timeout_ms = await self._shutdown
         log.info("shutting down (%s)", mode)
         self.closing = True

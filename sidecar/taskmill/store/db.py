@@ -282,16 +282,16 @@ def submit(conn: sqlite3.Connection, items: Sequence[NewTask], now: int) -> list
     Raises:
         InvalidParams: a dependency is unknown, failed, or would form a cycle.
     """
-    last_index: dict[str, int] = {}
+    last_index: dict[tuple[str, str], int] = {}
     for i, item in enumerate(items):
-        last_index[item.key] = i
+        last_index[item.task_type, item.key] = i
     pauses = _Pauses(
         groups={r[0] for r in conn.execute("SELECT group_key FROM paused_groups")},
         domains={r[0] for r in conn.execute("SELECT domain FROM paused_domains")},
     )
     effects: list[SubmitEffect | None] = [None] * len(items)
     for i, item in enumerate(items):
-        if last_index[item.key] != i:
+        if last_index[item.task_type, item.key] != i:
             continue
         try:
             effects[i] = _submit_one(conn, item, now, pauses)
@@ -303,7 +303,7 @@ def submit(conn: sqlite3.Connection, items: Sequence[NewTask], now: int) -> list
     for i, item in enumerate(items):
         eff = effects[i]
         if eff is None:
-            winner = effects[last_index[item.key]]
+            winner = effects[last_index[item.task_type, item.key]]
             assert winner is not None
             eff = SubmitEffect(outcome=Outcome.DUPLICATE, id=winner.id, replaced_id=winner.id)
         out.append(eff)
@@ -321,7 +321,7 @@ INSERT INTO tasks (
     :parent_id, :fail_fast, :max_retries, :retry_policy, :now, :run_after, :er, :ew, :erx, :etx,
     :ttl_ms, :ttl_from, :expires_at, :on_dep_failure, :depends_on, :rec_interval, :rec_max,
     :pause_reasons, :paused_at, :tags
-) ON CONFLICT (key) DO NOTHING RETURNING id
+) ON CONFLICT (task_type, key) DO NOTHING RETURNING id
 """
 
 
@@ -428,16 +428,23 @@ def _insert_new(
     return record_from_new(item, task_id, now, status)
 
 
+def _by_key(conn: sqlite3.Connection, item: NewTask) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM tasks WHERE task_type = ? AND key = ?", (item.task_type, item.key)
+    ).fetchone()
+    return row
+
+
 def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses) -> SubmitEffect:
     existing = None
     if item.depends_on or item.on_duplicate == "supersede":
-        existing = conn.execute("SELECT * FROM tasks WHERE key = ?", (item.key,)).fetchone()
+        existing = _by_key(conn, item)
     if existing is None:
         # The common case is one statement: insert unless the key is taken.
         rec = _insert_new(conn, item, now, pauses)
         if rec is not None:
             return SubmitEffect(outcome=Outcome.INSERTED, id=rec.id, record=rec)
-        existing = conn.execute("SELECT * FROM tasks WHERE key = ?", (item.key,)).fetchone()
+        existing = _by_key(conn, item)
         assert existing is not None
     old = record_from_row(existing)
     status = old.status
@@ -462,65 +469,29 @@ def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Paus
 def _supersede(
     conn: sqlite3.Connection, item: NewTask, existing: sqlite3.Row, now: int, pauses: _Pauses
 ) -> SubmitEffect:
+    """Replace the task holding the key: it goes to history as ``superseded`` (its
+    children are cancelled) and the new task takes its place with a new id; tasks
+    that waited for the old one wait for the new one."""
     old = record_from_row(existing)
     _to_history(conn, old.id, Status.SUPERSEDED, now, tags_json=existing["tags"], delete=False)
-    if old.status in (Status.PENDING, Status.PAUSED, Status.BLOCKED):
-        # Replace in place: the task keeps its id; the aging clock restarts.
-        waiting = _resolve_dependencies(conn, item) if item.depends_on else []
-        if waiting and _creates_cycle(conn, old.id, waiting):
-            raise InvalidParams(
-                "depends_on: the dependencies would form a cycle", field="depends_on"
-            )
-        conn.execute("DELETE FROM task_tags WHERE task_id = ?", (old.id,))
-        conn.execute("DELETE FROM task_deps WHERE task_id = ?", (old.id,))
-        status = Status.BLOCKED if waiting else Status.PENDING
-        reasons = pauses.reasons(item) if status is Status.PENDING else 0
-        if reasons:
-            status = Status.PAUSED
-        params = _task_params(item, now, status, reasons)
-        params["id"] = old.id
-        row = conn.execute(
-            """
-            UPDATE tasks SET task_type = :task_type, domain = :domain, label = :label,
-                priority = :priority, status = :status, delayed = :delayed, payload = :payload,
-                group_key = :group_key, parent_id = :parent_id, fail_fast = :fail_fast,
-                max_retries = :max_retries, retry_policy = :retry_policy, created_at = :now,
-                started_at = NULL, run_after = :run_after, expected_read = :er,
-                expected_write = :ew, expected_net_rx = :erx, expected_net_tx = :etx,
-                ttl_ms = :ttl_ms, ttl_from = :ttl_from, expires_at = :expires_at,
-                on_dep_failure = :on_dep_failure, depends_on = :depends_on,
-                recurring_interval_ms = :rec_interval, recurring_max = :rec_max,
-                pause_reasons = :pause_reasons, paused_at = :paused_at, tags = :tags,
-                retry_count = 0, last_error = NULL, requeue = 0, requeue_priority = NULL,
-                requeue_payload = NULL, memo = NULL, pause_duration_ms = 0
-            WHERE id = :id RETURNING *
-            """,
-            params,
-        ).fetchone()
-        _insert_tags(conn, old.id, item.tags)
-        if waiting:
-            conn.executemany(
-                "INSERT OR IGNORE INTO task_deps (task_id, depends_on_id) VALUES (?, ?)",
-                [(old.id, d) for d in waiting],
-            )
-        rec = record_from_row(row)
-        return SubmitEffect(
-            outcome=Outcome.SUPERSEDED, id=old.id, replaced_id=old.id, record=rec, old_record=old
-        )
-    # Running or waiting: the old task ends here, its children with it.
     cancelled = _cancel_children(conn, old.id, now, "superseded")
     _delete_active(conn, old.id)
     new = _insert_new(conn, item, now, pauses)
     assert new is not None
-    # Tasks that waited for the old run now wait for its replacement.
     conn.execute("UPDATE task_deps SET depends_on_id = ? WHERE depends_on_id = ?", (new.id, old.id))
+    waiting = [
+        r[0]
+        for r in conn.execute("SELECT depends_on_id FROM task_deps WHERE task_id = ?", (new.id,))
+    ]
+    if waiting and _creates_cycle(conn, new.id, waiting):
+        raise InvalidParams("depends_on: the dependencies would form a cycle", field="depends_on")
     return SubmitEffect(
         outcome=Outcome.SUPERSEDED,
         id=new.id,
         replaced_id=old.id,
         record=new,
         old_record=old,
-        stop_running=True,
+        stop_running=old.status in (Status.RUNNING, Status.WAITING),
         cancelled=cancelled,
     )
 
@@ -1651,12 +1622,15 @@ def get_active(conn: sqlite3.Connection, task_id: int) -> TaskRecord | None:
     return None if row is None else record_from_row(row)
 
 
-def lookup(conn: sqlite3.Connection, key: str) -> tuple[str, TaskRecord | None]:
-    row = conn.execute("SELECT * FROM tasks WHERE key = ?", (key,)).fetchone()
+def lookup(conn: sqlite3.Connection, task_type: str, key: str) -> tuple[str, TaskRecord | None]:
+    row = conn.execute(
+        "SELECT * FROM tasks WHERE task_type = ? AND key = ?", (task_type, key)
+    ).fetchone()
     if row is not None:
         return "active", record_from_row(row)
     row = conn.execute(
-        "SELECT * FROM history WHERE key = ? ORDER BY history_id DESC LIMIT 1", (key,)
+        "SELECT * FROM history WHERE task_type = ? AND key = ? ORDER BY history_id DESC LIMIT 1",
+        (task_type, key),
     ).fetchone()
     if row is not None:
         return "history", record_from_row(row, history=True)

@@ -108,10 +108,13 @@ class Store:
         conn = aiosqlite.Connection(connector, 64)
         try:
             await conn
-        except TaskmillError:
+        except BaseException as exc:
+            # aiosqlite stops its thread on a failed connect; wait for it so it
+            # does not report to an event loop that is already gone.
+            await asyncio.to_thread(conn._thread.join, 5.0)
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_error(exc) from exc
             raise
-        except sqlite3.Error as exc:
-            raise _storage_error(exc) from exc
         return cls(conn, path)
 
     def _raw(self) -> sqlite3.Connection:

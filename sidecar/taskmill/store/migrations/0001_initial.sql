@@ -6,7 +6,7 @@ CREATE TABLE tasks (
     id                    INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused
     task_type             TEXT    NOT NULL,                   -- 'domain::name'
     domain                TEXT    NOT NULL,
-    key                   TEXT    NOT NULL UNIQUE,            -- SHA-256 dedup key
+    key                   TEXT    NOT NULL,                   -- dedup key, unique per type
     label                 TEXT    NOT NULL,
     priority              INTEGER NOT NULL,                   -- 0 most urgent
     status                TEXT    NOT NULL,                   -- pending running paused waiting blocked
@@ -48,6 +48,7 @@ CREATE TABLE tasks (
     tags                  TEXT    NOT NULL DEFAULT '{}'       -- JSON copy of task_tags for records
 );
 
+CREATE UNIQUE INDEX tasks_key ON tasks (task_type, key);
 -- "Next task to run" is a seek on this index.
 CREATE INDEX tasks_ready ON tasks (priority, id) WHERE status = 'pending' AND delayed = 0;
 CREATE INDEX tasks_ready_group ON tasks (group_key, priority, id)
@@ -114,7 +115,7 @@ CREATE TABLE history (
 );
 CREATE INDEX history_task ON history (id, history_id);
 CREATE INDEX history_type ON history (task_type, history_id);
-CREATE INDEX history_key ON history (key, history_id);
+CREATE INDEX history_key ON history (task_type, key, history_id);
 CREATE INDEX history_status ON history (status, history_id);
 CREATE INDEX history_parent ON history (parent_id) WHERE parent_id IS NOT NULL;
 
