@@ -1,7 +1,7 @@
 # taskmill: make demo | make test | make bench | make build
 #
 # Everything a fresh clone needs is here: the targets create .venv, install the
-# package with its dev tools, and (for the client) run npm ci in bridge_js/.
+# package with its dev tools, and run npm ci where JavaScript is involved.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := bridge_js/node_modules/.installed-stamp
 
-.PHONY: venv demo test test-python test-bridge conformance lint bench bench-full build clean
+.PHONY: venv demo demo-python test test-python test-bridge conformance lint bench bench-full clean
 
 venv: $(STAMP)
 
@@ -23,11 +23,17 @@ $(NODE_STAMP): bridge_js/package.json bridge_js/package-lock.json
 	cd bridge_js && npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-demo: venv
+# The sidecar with the demo and fs executors, the live dashboard page and a
+# real workload; prints the URL (with its token) to open. Ctrl-C stops it.
+demo: venv dashboard-build
+	$(PY) examples/dashboard/serve.py --no-build
+
+# The same kind of workload through the Python API, in-process; exits when done.
+demo-python: venv
 	$(PY) examples/quickstart.py
 
 lint: venv
-	$(PY) -m ruff check sidecar tests bench examples
+	$(PY) -m ruff check sidecar tests bench examples build
 	$(PY) -m mypy
 
 test-python: venv
@@ -40,7 +46,7 @@ test-bridge: venv $(NODE_STAMP)
 conformance: venv
 	$(PY) ../shared/conformance/smoke.py
 
-test: lint test-python test-bridge conformance
+test: lint test-python test-bridge conformance test-examples test-frozen test-browser
 
 bench: venv
 	$(PY) -m bench --quick
@@ -48,5 +54,8 @@ bench: venv
 bench-full: venv
 	$(PY) -m bench --full
 
-clean:
-	rm -rf $(VENV) bridge_js/node_modules bridge_js/dist build/out
+clean: dashboard-clean
+	rm -rf $(VENV) bridge_js/node_modules bridge_js/dist build/out build/cache \
+		examples/electron/node_modules
+
+include build/build.mk examples/examples.mk examples/dashboard/dashboard.mk

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 __all__ = ["CancelSignal", "ProgressReporter", "TaskContext"]
 
 
+_IO_LOCK = threading.Lock()
+_NO_IO = IoBudget()
+
+
 class CancelSignal:
     """Set when the task is cancelled, preempted, paused or shut down.
 
@@ -24,27 +28,34 @@ class CancelSignal:
     (``signal.is_set()``).
     """
 
+    __slots__ = ("_event", "_flag", "reason")
+
     def __init__(self) -> None:
-        self._flag = threading.Event()
-        self._event = asyncio.Event()
+        self._flag = False
+        self._event: asyncio.Event | None = None  # created on first wait()
         #: Why: "cancelled", "preempted", "paused", "superseded" or "shutdown".
         self.reason: str | None = None
 
     def is_set(self) -> bool:
-        return self._flag.is_set()
+        return self._flag
 
     def __bool__(self) -> bool:
-        return self._flag.is_set()
+        return self._flag
 
     async def wait(self) -> None:
+        if self._flag:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
         await self._event.wait()
 
     def _set(self, reason: str) -> None:
-        if self._flag.is_set():
+        if self._flag:
             return
         self.reason = reason
-        self._flag.set()
-        self._event.set()
+        self._flag = True
+        if self._event is not None:
+            self._event.set()
 
 
 class ProgressReporter:
@@ -98,7 +109,8 @@ class TaskContext:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._io = [0, 0, 0, 0]
-        self._io_lock = threading.Lock()
+        #: How many children this run spawned (counted by the scheduler).
+        self.spawned = 0
         #: Latest reported progress (fraction, message, monotonic ms of report).
         self.reported: tuple[float, str | None, int] | None = None
         self._progress_sink: Callable[[TaskContext, float, str | None], None] | None = None
@@ -132,7 +144,7 @@ class TaskContext:
     def _add_io(self, index: int, n: int) -> None:
         if n < 0:
             raise ValueError("byte counts are non-negative")
-        with self._io_lock:
+        with _IO_LOCK:
             self._io[index] += int(n)
 
     def record_read_bytes(self, n: int) -> None:
@@ -153,8 +165,9 @@ class TaskContext:
 
     @property
     def actual_io(self) -> IoBudget:
-        with self._io_lock:
-            r, w, rx, tx = self._io
+        r, w, rx, tx = self._io
+        if not (r or w or rx or tx):
+            return _NO_IO
         return IoBudget(disk_read=r, disk_write=w, net_rx=rx, net_tx=tx)
 
     async def submit(

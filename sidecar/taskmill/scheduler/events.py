@@ -167,22 +167,36 @@ class EventFilter:
     def matches(self, ev: Event) -> bool:
         if ev.kind == "lagged":
             return True
-        if self.kinds is not None and ev.kind not in self.kinds:
+        return self.wants(
+            ev.kind, ev.task_id, ev.task_type, ev.domain, ev.tags, ev.data.get("domain")
+        )
+
+    def wants(
+        self,
+        kind: str,
+        task_id: int | None,
+        task_type: str | None,
+        domain: str | None,
+        tags: Mapping[str, str] | None,
+        event_domain: object = None,
+    ) -> bool:
+        """Whether an event with these fields passes (checked before it is built)."""
+        if self.kinds is not None and kind not in self.kinds:
             return False
-        if ev.task_id is None:
-            if self.domains is not None and "domain" in ev.data:
-                return ev.data["domain"] in self.domains
+        if task_id is None:
+            if self.domains is not None and event_domain is not None:
+                return event_domain in self.domains
             return True
-        if self.domains is not None and ev.domain not in self.domains:
+        if self.domains is not None and domain not in self.domains:
             return False
-        if self.task_types is not None and ev.task_type not in self.task_types:
+        if self.task_types is not None and task_type not in self.task_types:
             return False
-        if self.task_ids is not None and ev.task_id not in self.task_ids:
+        if self.task_ids is not None and task_id not in self.task_ids:
             return False
         if self.tags:
-            tags = ev.tags or {}
+            have = tags or {}
             for k, v in self.tags.items():
-                if tags.get(k) != v:
+                if have.get(k) != v:
                     return False
         return True
 
@@ -404,6 +418,20 @@ class EventBus:
         self._seq += 1
         if not self._subs:
             return None
+        if rec is not None:
+            targets = [
+                s
+                for s in self._subs.values()
+                if s.filter.wants(kind, rec.id, rec.task_type, rec.domain, rec.tags)
+            ]
+        else:
+            targets = [
+                s
+                for s in self._subs.values()
+                if s.filter.wants(kind, None, None, None, None, fields.get("domain"))
+            ]
+        if not targets:
+            return None
         at = self._now_ms()
         data: dict[str, Any] = {"seq": self._seq, "at": at, "kind": kind}
         if rec is not None:
@@ -413,9 +441,8 @@ class EventBus:
         else:
             data.update(fields)
             ev = Event(self._seq, at, kind, data)
-        for sub in list(self._subs.values()):
-            if sub.filter.matches(ev):
-                sub._offer(ev)
+        for sub in targets:
+            sub._offer(ev)
         return ev
 
     def _lagged(self, missed: int) -> Event:

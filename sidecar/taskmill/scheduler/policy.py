@@ -309,12 +309,19 @@ def decide_failure(
 
 
 def policy_from_json(text: str | None, fallback: RetryPolicy) -> RetryPolicy:
+    """The retry policy stored with a task (parsed once per distinct text)."""
     if not text:
         return fallback
+    parsed = _parse_policy(text)
+    return parsed if parsed is not None else fallback
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_policy(text: str) -> RetryPolicy | None:
     try:
         return RetryPolicy.from_mapping(json.loads(text))
     except (ValueError, InvalidParams):
-        return fallback
+        return None
 
 
 @dataclass(slots=True)

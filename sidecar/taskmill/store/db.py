@@ -180,6 +180,7 @@ def _to_history(
     actual: IoBudget | None = None,
     retry_bump: int = 0,
     delete: bool = True,
+    edges: bool = True,
 ) -> int:
     """Copy an active row (and its tags) to history; delete it unless told not to."""
     io = actual or IoBudget()
@@ -211,14 +212,17 @@ def _to_history(
             (history_id, task_id),
         )
     if delete:
-        _delete_active(conn, task_id, has_tags=tags_json != "{}")
+        _delete_active(conn, task_id, has_tags=tags_json != "{}", edges=edges)
     return history_id
 
 
-def _delete_active(conn: sqlite3.Connection, task_id: int, *, has_tags: bool = True) -> None:
+def _delete_active(
+    conn: sqlite3.Connection, task_id: int, *, has_tags: bool = True, edges: bool = True
+) -> None:
     if has_tags:
         conn.execute("DELETE FROM task_tags WHERE task_id = ?", (task_id,))
-    conn.execute("DELETE FROM task_deps WHERE task_id = ?", (task_id,))
+    if edges:
+        conn.execute("DELETE FROM task_deps WHERE task_id = ?", (task_id,))
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
 
@@ -290,15 +294,29 @@ def submit(conn: sqlite3.Connection, items: Sequence[NewTask], now: int) -> list
         domains={r[0] for r in conn.execute("SELECT domain FROM paused_domains")},
     )
     effects: list[SubmitEffect | None] = [None] * len(items)
+    run: list[int] = []  # plain tasks, inserted together in order
     for i, item in enumerate(items):
         if last_index[item.task_type, item.key] != i:
             continue
+        if (
+            len(items) >= _BULK_MIN
+            and not item.depends_on
+            and item.on_duplicate == "skip"
+            and item.recurring_interval_ms is None
+        ):
+            run.append(i)
+            continue
+        if run:
+            _insert_run(conn, items, run, now, pauses, effects)
+            run = []
         try:
             effects[i] = _submit_one(conn, item, now, pauses)
         except InvalidParams as exc:
             if len(items) > 1 and exc.field is not None:
                 exc.field = f"tasks[{i}].{exc.field}"
             raise
+    if run:
+        _insert_run(conn, items, run, now, pauses, effects)
     out: list[SubmitEffect] = []
     for i, item in enumerate(items):
         eff = effects[i]
@@ -323,6 +341,108 @@ INSERT INTO tasks (
     :pause_reasons, :paused_at, :tags
 ) ON CONFLICT (task_type, key) DO NOTHING RETURNING id
 """
+
+
+_BULK_MIN = 8
+
+_INSERT_ROW = """
+INSERT OR IGNORE INTO tasks (
+    task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
+    fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
+    expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure,
+    pause_reasons, paused_at, tags
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _insert_run(
+    conn: sqlite3.Connection,
+    items: Sequence[NewTask],
+    run: list[int],
+    now: int,
+    pauses: _Pauses,
+    effects: list[SubmitEffect | None],
+) -> None:
+    """Insert plain tasks (no dependencies, no supersede) in one statement.
+
+    Rows whose key is taken are skipped by the insert. With AUTOINCREMENT and
+    the single writer inside this transaction, the new ids are consecutive
+    after the current sequence: when every row went in, that is the whole
+    answer; otherwise each item is looked up and the taken ones go through the
+    one-by-one dedup path.
+    """
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tasks'").fetchone()
+    first = (row[0] if row else 0) + 1
+    rows = []
+    statuses = []
+    for i in run:
+        item = items[i]
+        reasons = pauses.reasons(item)
+        status = Status.PAUSED if reasons else Status.PENDING
+        statuses.append(status)
+        io = item.expected_io
+        rows.append(
+            (
+                item.task_type,
+                item.domain,
+                item.key,
+                item.label,
+                item.priority,
+                status.value,
+                1 if item.run_after is not None and item.run_after > now else 0,
+                item.payload_json,
+                item.group,
+                item.parent_id,
+                1 if item.fail_fast else 0,
+                item.max_retries,
+                item.retry_policy_json,
+                now,
+                item.run_after,
+                io.disk_read,
+                io.disk_write,
+                io.net_rx,
+                io.net_tx,
+                item.ttl_ms,
+                item.ttl_from,
+                item.expires_at,
+                item.on_dep_failure,
+                reasons,
+                now if reasons else None,
+                item.tags_json,
+            )
+        )
+    inserted = conn.executemany(_INSERT_ROW, rows).rowcount
+    if inserted != len(run):
+        # Some keys were taken: sort out which, the slow way.
+        ours = []
+        for i, status in zip(run, statuses, strict=True):
+            got = conn.execute(
+                "SELECT id FROM tasks WHERE task_type = ? AND key = ? AND id >= ?",
+                (items[i].task_type, items[i].key, first),
+            ).fetchone()
+            if got is None:
+                effects[i] = _submit_one(conn, items[i], now, pauses)
+            else:
+                ours.append((got[0], i, status))
+        _record_run(conn, items, ours, now, effects)
+        return
+    ids = range(first, first + len(run))
+    _record_run(conn, items, list(zip(ids, run, statuses, strict=True)), now, effects)
+
+
+def _record_run(
+    conn: sqlite3.Connection,
+    items: Sequence[NewTask],
+    ours: list[tuple[int, int, Status]],
+    now: int,
+    effects: list[SubmitEffect | None],
+) -> None:
+    tag_rows = [(task_id, k, v) for task_id, i, _ in ours for k, v in items[i].tags.items()]
+    if tag_rows:
+        conn.executemany("INSERT INTO task_tags (task_id, key, value) VALUES (?, ?, ?)", tag_rows)
+    for task_id, i, status in ours:
+        rec = record_from_new(items[i], task_id, now, status)
+        effects[i] = SubmitEffect(outcome=Outcome.INSERTED, id=task_id, record=rec)
 
 
 def _task_params(item: NewTask, now: int, status: Status, reasons: int) -> dict[str, Any]:
@@ -1006,15 +1126,20 @@ def _unblock(conn: sqlite3.Connection, now: int, eff: Effects, task_id: int) -> 
     eff.unblocked.append(rec.evolve(status=Status.PAUSED if bits else Status.PENDING))
 
 
-def dependency_done(conn: sqlite3.Connection, now: int, eff: Effects, task_id: int) -> None:
-    """``task_id`` completed: its dependents may run once their last edge is gone."""
-    dependents = [
-        r[0]
-        for r in conn.execute(
-            "DELETE FROM task_deps WHERE depends_on_id = ? RETURNING task_id", (task_id,)
-        )
-    ]
-    for d in dependents:
+def dependency_done(conn: sqlite3.Connection, now: int, eff: Effects, *task_ids: int) -> None:
+    """These tasks completed: their dependents may run once their last edge is gone."""
+    dependents: list[int] = []
+    for start in range(0, len(task_ids), 500):
+        chunk = task_ids[start : start + 500]
+        dependents += [
+            r[0]
+            for r in conn.execute(
+                "DELETE FROM task_deps WHERE depends_on_id IN "
+                f"({','.join('?' * len(chunk))}) RETURNING task_id",
+                chunk,
+            )
+        ]
+    for d in dict.fromkeys(dependents):
         _unblock(conn, now, eff, d)
 
 
@@ -1186,18 +1311,25 @@ def finish(
     eff = eff if eff is not None else Effects()
     out: list[FinishResult] = []
     left: dict[int, tuple[int, str] | None] = {}
+    completed: list[int] = []
+    states: dict[int, sqlite3.Row] = {}
+    ids = [f.task_id for f in items]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for r in conn.execute(
+            "SELECT id, status, dispatch_count, retry_count, requeue, tags, parent_id, phase, "
+            f"recurring_interval_ms FROM tasks WHERE id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            states[r["id"]] = r
     for f in items:
-        row = conn.execute(
-            "SELECT status, dispatch_count, retry_count, requeue, tags, parent_id, phase, "
-            "recurring_interval_ms FROM tasks WHERE id = ?",
-            (f.task_id,),
-        ).fetchone()
+        row = states.get(f.task_id)
         if row is None or row["status"] != "running" or row["dispatch_count"] != f.dispatch_count:
             out.append(FinishResult(kind="stale", task_id=f.task_id))
             continue
         parent_id = row["parent_id"]
         if f.kind == "completed":
-            if row["phase"] == "execute":
+            if row["phase"] == "execute" and f.may_have_children:
                 active, had = _has_children(conn, f.task_id)
                 if had:
                     # A parent: finalize once every child is done.
@@ -1221,8 +1353,9 @@ def finish(
                 result_json=f.result_json,
                 actual=f.actual_io,
                 delete=not row["requeue"],
+                edges=False,  # a running task waits on nothing
             )
-            dependency_done(conn, now, eff, f.task_id)
+            completed.append(f.task_id)
             if row["requeue"]:
                 conn.execute(
                     """
@@ -1286,6 +1419,8 @@ def finish(
             )
             if parent_id is not None:
                 left[parent_id] = (f.task_id, f.error or "")
+    if completed:
+        dependency_done(conn, now, eff, *completed)
     if left:
         settle_parents(conn, now, eff, left)
     return out
@@ -1884,6 +2019,11 @@ def retry_source(conn: sqlite3.Connection, task_id: int) -> TaskRecord:
 
 def checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def checkpoint_passive(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the database as far as readers allow (fsyncs)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def dependencies(conn: sqlite3.Connection, task_id: int) -> dict[str, list[int]]:

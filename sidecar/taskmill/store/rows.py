@@ -62,6 +62,9 @@ class Finish:
     phase: str = "execute"
     #: JSON memo when execute returned with live children (parents).
     memo_json: str | None = None
+    #: False when the run spawned no child and is the task's first run: the
+    #: store can skip looking for children.
+    may_have_children: bool = True
 
 
 _EMPTY_TAGS: dict[str, str] = {}
