@@ -23,6 +23,7 @@ SECTIONS: dict[str, str] = {
     "floor": "bench.floor",
     "huey": "bench.huey_peer",
     "taskmill": "bench.taskmill_inproc",
+    "scale": "bench.taskmill_scale",
     "sidecar": "bench.taskmill_sidecar",
     "responsiveness": "bench.responsiveness",
 }
