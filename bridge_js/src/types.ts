@@ -123,9 +123,13 @@ export type TaskRecord = ActiveTaskRecord | HistoryTaskRecord;
 /** Retry policy of a submission. */
 export interface RetryPolicy {
   readonly max_retries?: number;
-  readonly backoff?: "constant" | "exponential";
+  readonly backoff?: "constant" | "linear" | "exponential";
   readonly base_ms?: DurationMs;
   readonly max_ms?: DurationMs;
+  /** Exponential base (sidecar addition). Defaults to 2. */
+  readonly multiplier?: number;
+  /** Draw each delay uniformly from [0, delay] (sidecar addition). */
+  readonly jitter?: boolean;
 }
 
 /** Recurring schedule of a submission. */
@@ -175,7 +179,8 @@ export interface SubmitResult {
 // Queries and control
 
 export interface ListParams {
-  readonly status?: TaskStatus;
+  /** One active status or several. */
+  readonly status?: ActiveStatus | readonly ActiveStatus[];
   readonly domain?: string;
   readonly task_type?: TaskType;
   readonly group?: string;
@@ -196,13 +201,13 @@ export interface CancelWhereParams {
   readonly domain?: string;
   readonly task_type?: TaskType;
   readonly group?: string;
-  readonly status?: ActiveStatus;
+  readonly status?: ActiveStatus | readonly ActiveStatus[];
   readonly tags?: Tags;
   readonly tag_prefix?: string;
 }
 
 export interface HistoryParams {
-  readonly status?: HistoryStatus;
+  readonly status?: HistoryStatus | readonly HistoryStatus[];
   readonly task_type?: TaskType;
   readonly key?: string;
   readonly limit?: number;
@@ -271,7 +276,7 @@ export interface SnapshotResources {
   readonly net_rx_bps: number;
   readonly net_tx_bps: number;
   readonly memory: number;
-  readonly battery?: number | null;
+  readonly battery?: { readonly percent: number; readonly plugged: boolean } | null;
 }
 
 export interface SnapshotDomain {
@@ -279,6 +284,8 @@ export interface SnapshotDomain {
   readonly paused: boolean;
   readonly running: number;
   readonly pending: number;
+  /** Tasks of the domain in `paused` (sidecar addition). */
+  readonly paused_count?: number;
   readonly max_concurrency: number | null;
 }
 
@@ -286,6 +293,8 @@ export interface SnapshotGroup {
   readonly group: string;
   readonly running: number;
   readonly pending: number;
+  /** Tasks of the group in `paused` (sidecar addition). */
+  readonly paused_count?: number;
   readonly limit: number | null;
   readonly weight: number | null;
   readonly min_slots: number | null;
@@ -313,6 +322,14 @@ export interface Snapshot {
   readonly recurring: readonly RecurringSchedule[];
   /** The aging configuration, or null when aging is off. */
   readonly aging: Readonly<Record<string, unknown>> | null;
+  /** Sidecar additions: tasks running, whether weighted fairness is on, whether
+   * resources are monitored, the throttle policy as [priority floor, pressure
+   * limit] pairs, and the seq of the last event emitted before the snapshot. */
+  readonly running_count?: number;
+  readonly fair?: boolean;
+  readonly monitoring?: boolean;
+  readonly throttle?: readonly (readonly [number, number])[];
+  readonly seq?: number;
 }
 
 /** Result of `scheduler.metrics`. */
