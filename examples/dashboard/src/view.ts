@@ -205,7 +205,12 @@ export function renderResources(resources: SnapshotResources | undefined, monito
   const rows: [string, string][] = [
     ["cpu", fmtPct(resources.cpu)],
     ["memory", fmtPct(resources.memory)],
-    ["battery", resources.battery == null ? "–" : fmtPct(resources.battery)],
+    [
+      "battery",
+      resources.battery == null
+        ? "–"
+        : `${Math.round(resources.battery.percent)}%${resources.battery.plugged ? " (plugged in)" : ""}`,
+    ],
     ["disk read", fmtBytesPerSecond(resources.disk_read_bps)],
     ["disk write", fmtBytesPerSecond(resources.disk_write_bps)],
     ["net rx/tx", `${fmtBytesPerSecond(resources.net_rx_bps)} / ${fmtBytesPerSecond(resources.net_tx_bps)}`],
