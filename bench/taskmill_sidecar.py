@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
@@ -167,25 +167,33 @@ def launch_time(cfg: Config) -> float:
     return asyncio.run(run())
 
 
+class _Client(Protocol):
+    def send(self, method: str, params: dict[str, Any]) -> asyncio.Future[dict[str, Any]]: ...
+
+
+async def _submit_figures(client: _Client, samples: int, n: int) -> tuple[float, float, float]:
+    """task.submit round-trip p50/p99 (ms), then pipelined submits/s."""
+    lat = []
+    for i in range(samples + 20):
+        t0 = time.perf_counter()
+        await client.send("task.submit", {"task_type": "demo::echo", "payload": i})
+        if i >= 20:  # warm-up
+            lat.append((time.perf_counter() - t0) * 1000)
+    p50, p99 = _percentiles(lat)
+    t0 = time.perf_counter()
+    futs = [
+        client.send("task.submit", {"task_type": "demo::echo", "payload": -i - 1}) for i in range(n)
+    ]
+    await asyncio.gather(*futs)
+    return p50, p99, rate(n, time.perf_counter() - t0)
+
+
 def stdio_submit(cfg: Config, samples: int, n: int) -> dict[str, float]:
     async def run() -> dict[str, float]:
         with cfg.fresh_db("sc-stdio") as db:
             proc, _ = await Proc.start(db, "--max-concurrency", "0")
             try:
-                lat = []
-                for i in range(samples + 20):
-                    t0 = time.perf_counter()
-                    await proc.send("task.submit", {"task_type": "demo::echo", "payload": i})
-                    if i >= 20:
-                        lat.append((time.perf_counter() - t0) * 1000)
-                p50, p99 = _percentiles(lat)
-                t0 = time.perf_counter()
-                futs = [
-                    proc.send("task.submit", {"task_type": "demo::echo", "payload": -i - 1})
-                    for i in range(n)
-                ]
-                await asyncio.gather(*futs)
-                pipe = rate(n, time.perf_counter() - t0)
+                p50, p99, pipe = await _submit_figures(proc, samples, n)
                 return {STDIO_P50: p50, STDIO_P99: p99, STDIO_PIPE: pipe}
             finally:
                 await proc.close()
@@ -199,20 +207,7 @@ def ws_submit(cfg: Config, samples: int, n: int) -> dict[str, float]:
             proc, _ = await Proc.start(db, "--ws", "--max-concurrency", "0")
             ws = await Ws.open(proc.ready)
             try:
-                lat = []
-                for i in range(samples + 20):
-                    t0 = time.perf_counter()
-                    await ws.send("task.submit", {"task_type": "demo::echo", "payload": i})
-                    if i >= 20:
-                        lat.append((time.perf_counter() - t0) * 1000)
-                p50, p99 = _percentiles(lat)
-                t0 = time.perf_counter()
-                futs = [
-                    ws.send("task.submit", {"task_type": "demo::echo", "payload": -i - 1})
-                    for i in range(n)
-                ]
-                await asyncio.gather(*futs)
-                pipe = rate(n, time.perf_counter() - t0)
+                p50, p99, pipe = await _submit_figures(ws, samples, n)
                 return {WS_P50: p50, WS_P99: p99, WS_PIPE: pipe}
             finally:
                 await ws.close()

@@ -19,8 +19,11 @@ from .errors import InvalidParams
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "EVENT_KINDS",
     "HISTORY_STATUSES",
     "PRIORITY_NAMES",
+    "SCHEDULER_EVENT_KINDS",
+    "TASK_EVENT_KINDS",
     "IoBudget",
     "JSONValue",
     "Outcome",
@@ -133,6 +136,43 @@ ACTIVE_STATUSES = frozenset(
     {Status.PENDING, Status.RUNNING, Status.PAUSED, Status.WAITING, Status.BLOCKED}
 )
 HISTORY_STATUSES = frozenset(set(Status) - ACTIVE_STATUSES)
+
+
+TASK_EVENT_KINDS = frozenset(
+    {
+        "submitted",
+        "dispatched",
+        "progress",
+        "completed",
+        "failed",
+        "dead_lettered",
+        "preempted",
+        "cancelled",
+        "superseded",
+        "expired",
+        "waiting",
+        "unblocked",
+        "dependency_failed",
+        "recurring_skipped",
+        "recurring_completed",
+    }
+)
+SCHEDULER_EVENT_KINDS = frozenset(
+    {
+        "paused",
+        "resumed",
+        "domain_paused",
+        "domain_resumed",
+        "group_paused",
+        "group_resumed",
+        "group_weight_changed",
+        "pressure",
+        "lagged",
+        "shutdown",
+    }
+)
+EVENT_KINDS = TASK_EVENT_KINDS | SCHEDULER_EVENT_KINDS
+"""Every ``kind`` an event may carry (protocol section 6)."""
 
 
 class Outcome(StrEnum):

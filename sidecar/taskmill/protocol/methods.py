@@ -26,7 +26,10 @@ from typing import Any, Literal, TypeAlias, cast
 from ..errors import InvalidParams, MethodNotFound
 from ..model import (
     ACTIVE_STATUSES,
+    EVENT_KINDS,
     HISTORY_STATUSES,
+    SCHEDULER_EVENT_KINDS,
+    TASK_EVENT_KINDS,
     IoBudget,
     JSONValue,
     Recurring,
@@ -138,41 +141,6 @@ DEFAULT_PROGRESS_INTERVAL_MS = 100
 WORKER_ERROR_CODE = -32010
 """The error code a remote worker answers ``worker.execute`` with on failure."""
 
-TASK_EVENT_KINDS = frozenset(
-    {
-        "submitted",
-        "dispatched",
-        "progress",
-        "completed",
-        "failed",
-        "dead_lettered",
-        "preempted",
-        "cancelled",
-        "superseded",
-        "expired",
-        "waiting",
-        "unblocked",
-        "dependency_failed",
-        "recurring_skipped",
-        "recurring_completed",
-    }
-)
-SCHEDULER_EVENT_KINDS = frozenset(
-    {
-        "paused",
-        "resumed",
-        "domain_paused",
-        "domain_resumed",
-        "group_paused",
-        "group_resumed",
-        "group_weight_changed",
-        "pressure",
-        "lagged",
-        "shutdown",
-    }
-)
-EVENT_KINDS = TASK_EVENT_KINDS | SCHEDULER_EVENT_KINDS
-"""Every ``kind`` an ``event`` notification may carry (protocol section 6)."""
 
 CANCEL_REASONS = ("preempted", "cancelled", "paused", "shutdown")
 """The ``reason`` values of a ``worker.cancel`` notification."""

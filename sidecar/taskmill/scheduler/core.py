@@ -395,8 +395,10 @@ class Scheduler:
             now = self.clock.now_ms()
             # Delayed work that is due only matters with a free slot; when all
             # are busy, a finishing task wakes the loop.
-            free = self._dispatching and not self._paused and (
-                len(self._running) < self._max_concurrency
+            free = (
+                self._dispatching
+                and not self._paused
+                and (len(self._running) < self._max_concurrency)
             )
             due = self._next_due if free else None
             for t in (self.policy.next_group_resume(), self._next_sweep or None):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidParams
-from ..model import TaskRecord
+from ..model import EVENT_KINDS, SCHEDULER_EVENT_KINDS, TASK_EVENT_KINDS, TaskRecord
 
 __all__ = [
     "EVENT_KINDS",
@@ -32,40 +32,6 @@ __all__ = [
     "Subscription",
 ]
 
-TASK_EVENT_KINDS = frozenset(
-    {
-        "submitted",
-        "dispatched",
-        "progress",
-        "completed",
-        "failed",
-        "dead_lettered",
-        "preempted",
-        "cancelled",
-        "superseded",
-        "expired",
-        "waiting",
-        "unblocked",
-        "dependency_failed",
-        "recurring_skipped",
-        "recurring_completed",
-    }
-)
-SCHEDULER_EVENT_KINDS = frozenset(
-    {
-        "paused",
-        "resumed",
-        "domain_paused",
-        "domain_resumed",
-        "group_paused",
-        "group_resumed",
-        "group_weight_changed",
-        "pressure",
-        "lagged",
-        "shutdown",
-    }
-)
-EVENT_KINDS = TASK_EVENT_KINDS | SCHEDULER_EVENT_KINDS
 
 #: Kinds after which a task emits nothing more under its id (unless re-run).
 TERMINAL_KINDS = frozenset(
