@@ -139,7 +139,7 @@ def experiment(cfg: Config, tasks: int, size_mb: int, concurrency: int = 8) -> d
 
 
 def cases(cfg: Config) -> Sequence[Case]:
-    tasks, size_mb = (200, 24) if cfg.full else (200, 8)
+    tasks, size_mb = (200, 24) if cfg.full else (100, 8)
     ms, s = "ms", "s"
     ms_rows = (
         Measurement(PROBE_IDLE_P50, ms, False, GROUP),
