@@ -111,8 +111,6 @@ class TaskContext:
         self._io = [0, 0, 0, 0]
         #: How many children this run spawned (counted by the scheduler).
         self.spawned = 0
-        #: Latest reported progress (fraction, message, monotonic ms of report).
-        self.reported: tuple[float, str | None, int] | None = None
         self._progress_sink: Callable[[TaskContext, float, str | None], None] | None = None
 
     @property

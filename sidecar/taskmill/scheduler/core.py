@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -343,8 +344,6 @@ class Scheduler:
     async def _spawn_children(
         self, parent: TaskRecord, subs: Sequence[Submission]
     ) -> list[SubmitResult]:
-        import dataclasses
-
         fixed = [dataclasses.replace(s, parent_id=parent.id) for s in subs]
         return await self.submit_many(fixed, parent=parent)
 
@@ -766,7 +765,6 @@ class Scheduler:
             return
         ex.progress = Progress(percent=fraction, message=message, reported=True)
         ex.reported_at_ms = self.clock.now_ms()
-        ctx.reported = (fraction, message, ex.reported_at_ms)
         self.events.emit("progress", ex.record, percent=fraction, message=message, reported=True)
 
     def _stop_execution(self, task_id: int, reason: str) -> Execution | None:

@@ -1217,9 +1217,6 @@ def _expire(conn: sqlite3.Connection, now: int, eff: Effects, task_id: int) -> T
     return done
 
 
-_FAILED_CHILD = ("failed", "dead_letter")
-
-
 def _has_children(conn: sqlite3.Connection, task_id: int) -> tuple[int, bool]:
     """(active children, whether any child ever existed)."""
     active = conn.execute("SELECT count(*) FROM tasks WHERE parent_id = ?", (task_id,)).fetchone()[
@@ -1594,10 +1591,6 @@ def recheck_waiting(conn: sqlite3.Connection, now: int) -> list[int]:
     ids = [r[0] for r in conn.execute("SELECT id FROM tasks WHERE status = 'waiting'")]
     settle_parents(conn, now, eff, dict.fromkeys(ids))
     return eff.parents_ready
-
-
-def select_ids(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[int]:
-    return [r[0] for r in conn.execute(f"SELECT id FROM tasks t WHERE {where}", tuple(params))]
 
 
 def return_to_pending(conn: sqlite3.Connection, ids: Sequence[tuple[int, int]]) -> list[int]:
