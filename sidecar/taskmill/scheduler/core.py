@@ -57,6 +57,7 @@ from .dispatch import DispatchPolicy, Gate
 from .domain import BoundExecutor, Domain, TypeRegistry
 from .events import EventBus, EventFilter, Subscription
 from .policy import (
+    MAX_DURATION_MS,
     decide_failure,
     dedup_key,
     encode_payload,
@@ -1009,6 +1010,10 @@ class Scheduler:
         """
         if not group:
             raise InvalidParams("group must be a non-empty string", field="group")
+        if duration_ms is not None and not 0 <= duration_ms <= MAX_DURATION_MS:
+            raise InvalidParams(
+                f"duration_ms must be within 0..{MAX_DURATION_MS}", field="duration_ms"
+            )
         now = self.clock.now_ms()
         resume_at = None if duration_ms is None else now + duration_ms
         again = group in self.policy.paused_groups

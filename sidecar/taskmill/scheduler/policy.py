@@ -133,11 +133,18 @@ def check_tags(tags: Mapping[str, str], field_name: str = "tags") -> dict[str, s
     return out
 
 
-def _non_negative(value: int | None, field_name: str) -> int | None:
+#: Longest duration and latest timestamp accepted (about 100 years in ms), and
+#: the largest byte count: far inside SQLite's 64-bit integers even after adding now.
+MAX_DURATION_MS = 100 * 365 * 24 * 3600 * 1000
+MAX_TIMESTAMP_MS = 2 * MAX_DURATION_MS
+MAX_BYTES = 1 << 60
+
+
+def _non_negative(value: int | None, field_name: str, limit: int = MAX_DURATION_MS) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidParams(f"{field_name} must be a non-negative integer", field=field_name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise InvalidParams(f"{field_name} must be an integer within 0..{limit}", field=field_name)
     return value
 
 
@@ -218,7 +225,7 @@ def resolve_submission(
         expires_at = now + ttl_ms
 
     run_after_ms = _non_negative(sub.run_after_ms, "run_after_ms")
-    run_at = _non_negative(sub.run_at, "run_at")
+    run_at = _non_negative(sub.run_at, "run_at", MAX_TIMESTAMP_MS)
     if run_after_ms is not None and run_at is not None:
         raise InvalidParams("give run_after_ms or run_at, not both", field="run_at")
     run_after = now + run_after_ms if run_after_ms else run_at
@@ -228,13 +235,20 @@ def resolve_submission(
     if sub.recurring is not None:
         if sub.parent_id is not None:
             raise InvalidParams("a recurring task cannot be a child", field="recurring")
-        if sub.recurring.interval_ms <= 0:
-            raise InvalidParams("recurring.interval_ms must be > 0", field="recurring.interval_ms")
+        if not 0 < sub.recurring.interval_ms <= MAX_DURATION_MS:
+            raise InvalidParams(
+                f"recurring.interval_ms must be within 1..{MAX_DURATION_MS}",
+                field="recurring.interval_ms",
+            )
+        _non_negative(sub.recurring.initial_delay_ms, "recurring.initial_delay_ms")
         recurring_interval = sub.recurring.interval_ms
         recurring_max = sub.recurring.max_occurrences
         if sub.recurring.initial_delay_ms and run_after is None:
             run_after = now + sub.recurring.initial_delay_ms
 
+    expected_io = sub.expected_io or tt.expected_io or IoBudget()
+    for axis, n in expected_io.to_dict().items():
+        _non_negative(n, f"expected_io.{axis}", MAX_BYTES)
     depends_on = list(sub.depends_on or [])
     for i, dep in enumerate(depends_on):
         if isinstance(dep, bool) or not isinstance(dep, int):
@@ -254,7 +268,7 @@ def resolve_submission(
         fail_fast=True if sub.fail_fast is None else bool(sub.fail_fast),
         max_retries=max_retries,
         retry_policy_json=_policy_json(policy),
-        expected_io=sub.expected_io or tt.expected_io or IoBudget(),
+        expected_io=expected_io,
         ttl_ms=ttl_ms,
         ttl_from=ttl_from,
         expires_at=expires_at,

@@ -1792,9 +1792,13 @@ class TaskFilter:
         )
 
 
-def escape_like(prefix: str) -> str:
-    """Escape LIKE wildcards so a prefix matches literally (with ESCAPE '\\')."""
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _prefix_clause(column: str) -> str:
+    """A literal, case-sensitive prefix test on ``column`` (parameters: prefix, prefix).
+
+    LIKE would treat ``%`` and ``_`` as wildcards and ignore ASCII case; tag keys
+    are case-sensitive names, so compare the leading characters instead.
+    """
+    return f"substr({column}, 1, length(?)) = ?"
 
 
 def _where(
@@ -1827,9 +1831,9 @@ def _where(
     if f.tag_prefix is not None:
         clauses.append(
             f"EXISTS (SELECT 1 FROM {tag_table} g WHERE g.{ref} = {id_col} "
-            "AND g.key LIKE ? ESCAPE '\\')"
+            f"AND {_prefix_clause('g.key')})"
         )
-        params.append(escape_like(f.tag_prefix) + "%")
+        params.extend((f.tag_prefix, f.tag_prefix))
     return (" AND ".join(clauses) or "1"), params
 
 
@@ -2051,18 +2055,17 @@ def tag_values(conn: sqlite3.Connection, key: str, domain: str | None) -> list[d
 
 
 def tag_keys(conn: sqlite3.Connection, prefix: str, domain: str | None) -> list[str]:
-    """Distinct tag keys of active tasks starting with ``prefix`` (taken literally)."""
-    pattern = escape_like(prefix) + "%"
+    """Distinct tag keys of active tasks starting with ``prefix`` (literally, case-sensitive)."""
     if domain is None:
         rows = conn.execute(
-            "SELECT DISTINCT key FROM task_tags WHERE key LIKE ? ESCAPE '\\' ORDER BY key",
-            (pattern,),
+            f"SELECT DISTINCT key FROM task_tags WHERE {_prefix_clause('key')} ORDER BY key",
+            (prefix, prefix),
         )
     else:
         rows = conn.execute(
             "SELECT DISTINCT g.key FROM task_tags g JOIN tasks t ON t.id = g.task_id "
-            "WHERE g.key LIKE ? ESCAPE '\\' AND t.domain = ? ORDER BY g.key",
-            (pattern, domain),
+            f"WHERE {_prefix_clause('g.key')} AND t.domain = ? ORDER BY g.key",
+            (prefix, prefix, domain),
         )
     return [r[0] for r in rows]
 
