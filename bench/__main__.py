@@ -26,6 +26,7 @@ SECTIONS: dict[str, str] = {
     "scale": "bench.taskmill_scale",
     "sidecar": "bench.taskmill_sidecar",
     "responsiveness": "bench.responsiveness",
+    "reliability": "bench.reliability",
 }
 
 MODES = {

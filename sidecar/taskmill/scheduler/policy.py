@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,33 @@ def _policy_json(policy: RetryPolicy) -> str:
     return _dumps(policy.to_dict())
 
 
+_LONG_NUMBER = re.compile(r"\d{19}")
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
+
+
+def _check_integers(value: Any, text: str, field_name: str) -> None:
+    """Refuse integers MessagePack cannot carry (outside -2**63..2**64-1).
+
+    Only a value whose JSON has a run of 19 digits can hold one, so most
+    values are cleared by one regex search.
+    """
+    if not _LONG_NUMBER.search(text):
+        return
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, int) and not isinstance(v, bool) and not INT_MIN <= v <= INT_MAX:
+            raise InvalidParams(
+                f"{field_name} holds the integer {str(v)[:30]}..., outside -2**63..2**64-1 "
+                "(send it as a string)",
+                field=field_name,
+            )
+
+
 def encode_payload(payload: Any, field_name: str = "payload") -> tuple[str, str]:
     """Encode a payload as stored JSON and as canonical JSON (for the dedup key).
 
@@ -79,6 +107,7 @@ def encode_payload(payload: Any, field_name: str = "payload") -> tuple[str, str]
             f"{MAX_PAYLOAD_BYTES} (1 MiB)",
             field=field_name,
         )
+    _check_integers(payload, text, field_name)
     canonical = _dumps(payload, sort_keys=True) if isinstance(payload, dict | list) else text
     return text, canonical
 
@@ -100,6 +129,7 @@ def encode_result(result: Any) -> str:
             f"the result is {size} bytes encoded; the limit is {MAX_RESULT_BYTES} (256 KiB)",
             field="result",
         )
+    _check_integers(result, text, "result")
     return text
 
 

@@ -175,7 +175,10 @@ class Sidecar:
         try:
             await self.scheduler.start()
         except StorageError as exc:
-            print(f"taskmill-sidecar: {exc.message}", file=sys.stderr, flush=True)
+            reason = exc.message
+            if self.scheduler.path not in reason:
+                reason = f"{self.scheduler.path}: {reason}"
+            print(f"taskmill-sidecar: {reason}", file=sys.stderr, flush=True)
             return EXIT_STARTUP
         self._apply_file_config()
         server = None

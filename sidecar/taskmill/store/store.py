@@ -171,7 +171,13 @@ class Store:
             if isinstance(exc, sqlite3.Error):
                 raise _storage_error(exc) from exc
             raise
-        return cls(conn, path, busy_timeout_ms=busy_timeout_ms)
+        store = cls(conn, path, busy_timeout_ms=busy_timeout_ms)
+        # A WAL left by a crash (or many short runs) is folded in at start.
+        try:
+            await store._on_thread(_run_read, store._raw(), db.checkpoint)
+        except StorageError as exc:
+            log.warning("checkpoint at open failed: %s", exc)
+        return store
 
     def _raw(self) -> sqlite3.Connection:
         raw: sqlite3.Connection = self._conn._conn

@@ -133,3 +133,16 @@ def test_gate_caps_and_unavailable_types() -> None:
     assert g.admit(cand(5, "w", "w::remote")) == Admission.SKIP
     assert g.admit(cand(6, "w", "w::worker")) == Admission.ADMIT
     assert g.admit(cand(7, "w", "w::worker")) == Admission.SKIP  # no free worker slot
+
+
+def test_integers_messagepack_cannot_carry_are_refused() -> None:
+    from taskmill.scheduler.policy import encode_result
+
+    assert encode_payload({"n": 2**64 - 1, "m": -(2**63)})[0]
+    for bad in ({"n": 2**64}, [1, [-(2**63) - 1]]):
+        with pytest.raises(InvalidParams) as err:
+            encode_payload(bad)
+        assert err.value.field == "payload"
+    with pytest.raises(InvalidParams):
+        encode_result({"big": 10**30})
+    assert encode_payload({"f": 0.1234567890123456789})  # long digits, but a float
