@@ -208,7 +208,13 @@ class IoBudget:
     net_tx: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+        # Written out: dataclasses.asdict deep-copies and costs ~15 us per submit.
+        return {
+            "disk_read": self.disk_read,
+            "disk_write": self.disk_write,
+            "net_rx": self.net_rx,
+            "net_tx": self.net_tx,
+        }
 
     @classmethod
     def from_mapping(cls, value: Mapping[str, Any], field_name: str = "expected_io") -> IoBudget:
