@@ -301,6 +301,23 @@ export class ReadyGate implements TransportSink {
     }
   }
 
+  /**
+   * Waits for `ready`, failing it when `signal` aborts; on any failure
+   * stops the process with `kill` before rethrowing.
+   */
+  async wait(signal: AbortSignal, kill: () => unknown): Promise<SidecarReady> {
+    const onAbort = (): void => this.fail(TaskmillError.client("closed", "connect aborted", { cause: signal.reason }));
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await this.ready;
+    } catch (error) {
+      await kill();
+      throw error;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
   /** Rejects `ready` (before it resolved); later messages are dropped. */
   fail(error: Error): void {
     if (this.#settled) return;

@@ -97,17 +97,9 @@ export function childProcessConnector(options: SidecarProcessOptions): Connector
       exitTimer = setTimeout(() => exited(code, sig), 1000);
     });
 
-    const onAbort = (): void => gate.fail(TaskmillError.client("closed", "connect aborted", { cause: signal.reason }));
-    signal.addEventListener("abort", onAbort, { once: true });
-    let ready: SidecarReady;
-    try {
-      ready = await gate.ready;
-    } catch (error) {
+    const ready = await gate.wait(signal, () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      throw error;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+    });
     return { transport: lines.transport, hello: null, ready };
   };
 }

@@ -120,17 +120,7 @@ export function tauriSidecarConnector(options: TauriSidecarOptions): Connector {
       );
     }
     options.onSpawn?.(child);
-    const onAbort = (): void => gate.fail(TaskmillError.client("closed", "connect aborted", { cause: signal.reason }));
-    signal.addEventListener("abort", onAbort, { once: true });
-    let ready: SidecarReady;
-    try {
-      ready = await gate.ready;
-    } catch (error) {
-      await child.kill().catch(() => undefined);
-      throw error;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+    const ready = await gate.wait(signal, () => child.kill().catch(() => undefined));
     return { transport: lines.transport, hello: null, ready };
   };
 }
