@@ -428,14 +428,23 @@ class Exited:
     stderr: str
 
 
-async def run_to_exit(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> Exited:
-    """Run ``python -m taskmill ARGS`` with stdin closed; return exit code and output."""
+async def run_to_exit(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 20,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Exited:
+    """Run ``python -m taskmill ARGS`` with stdin closed; return exit code and output.
+
+    ``preexec_fn`` runs in the child before exec (POSIX only).
+    """
     proc = await asyncio.create_subprocess_exec(
         *sidecar_cmd(*args),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env or child_env(),
+        preexec_fn=preexec_fn,
     )
     try:
         async with asyncio.timeout(timeout):

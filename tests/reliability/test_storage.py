@@ -31,11 +31,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Exited, SidecarProcess, child_env, error_of, run_to_exit, sidecar_cmd
+from tests.e2e.harness import Exited, SidecarProcess, error_of, run_to_exit
 from tests.reliability.common import wait_until
 
 pytestmark = [pytest.mark.e2e]
@@ -372,27 +371,8 @@ def _drop_file_caps() -> None:  # runs in the child, before exec
 
 async def run_confined(*args: str, timeout: float = 20) -> Exited:
     """Run the sidecar so that file permissions apply to it even as root."""
-    kwargs: dict[str, Any] = {}
-    if os.geteuid() == 0:
-        kwargs["preexec_fn"] = _drop_file_caps
-    proc = await asyncio.create_subprocess_exec(
-        *sidecar_cmd(*args),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=child_env(),
-        **kwargs,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await proc.communicate()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return Exited(proc.returncode, out, err.decode("utf-8", "replace"))
+    drop = _drop_file_caps if os.geteuid() == 0 else None
+    return await run_to_exit(*args, timeout=timeout, preexec_fn=drop)
 
 
 def _can_confine(probe: Path) -> bool:
