@@ -128,32 +128,25 @@ def read_sidefx(folder: Path) -> dict[int, list[dict[str, Any]]]:
 Client = SidecarProcess | WsClient
 
 
-async def all_history(client: Client, **filters: Any) -> list[dict[str, Any]]:
-    """Every history record (``history.list`` paged 1,000 at a time)."""
+async def _all_pages(client: Client, method: str, filters: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     offset = 0
     while True:
-        page = await client.result(
-            "history.list", {**filters, "limit": 1000, "offset": offset}, timeout=60
-        )
+        page = await client.result(method, {**filters, "limit": 1000, "offset": offset}, timeout=60)
         out.extend(page["tasks"])
         offset += len(page["tasks"])
         if not page["tasks"] or offset >= page["total"]:
             return out
+
+
+async def all_history(client: Client, **filters: Any) -> list[dict[str, Any]]:
+    """Every history record (``history.list`` paged 1,000 at a time)."""
+    return await _all_pages(client, "history.list", filters)
 
 
 async def all_active(client: Client, **filters: Any) -> list[dict[str, Any]]:
     """Every active record (``task.list`` paged 1,000 at a time)."""
-    out: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        page = await client.result(
-            "task.list", {**filters, "limit": 1000, "offset": offset}, timeout=60
-        )
-        out.extend(page["tasks"])
-        offset += len(page["tasks"])
-        if not page["tasks"] or offset >= page["total"]:
-            return out
+    return await _all_pages(client, "task.list", filters)
 
 
 async def wait_until(

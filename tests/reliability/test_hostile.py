@@ -369,6 +369,18 @@ async def test_nesting_bombs_are_parse_errors_in_bounded_memory(spawn: Spawn) ->
     sc = await ws_sidecar(spawn)
     base = await _settled_rss(sc.pid)
     peak = base
+
+    async def over_ws(encoding: str, name: str, frame: str | bytes) -> None:
+        ws = await WsClient.connect(sc.ws_url, encoding=encoding)
+        try:
+            await ws.hello(sc.ws_token)
+            await ws.send_frame(frame)
+            await ws.inbox.wait_for(lambda: ws.inbox.other, 20, name)
+            assert error_of(ws.inbox.other[0])[0] == -32700, (name, ws.inbox.other[0])
+            assert (await ws.result("sidecar.info"))["protocol"] == 1
+        finally:
+            await ws.close()
+
     for _ in range(3):
         for name, text in NESTED.items():
             # Over stdio ...
@@ -377,26 +389,10 @@ async def test_nesting_bombs_are_parse_errors_in_bounded_memory(spawn: Spawn) ->
             await sc.inbox.wait_for(lambda n=n: len(sc.inbox.other) > n, 20, name)
             assert error_of(sc.inbox.other[n])[0] == -32700, (name, sc.inbox.other[n])
             # ... and as a WebSocket text frame.
-            ws = await WsClient.connect(sc.ws_url, encoding="json")
-            try:
-                await ws.hello(sc.ws_token)
-                await ws.send_frame(text)
-                await ws.inbox.wait_for(lambda w=ws: w.inbox.other, 20, name)
-                assert error_of(ws.inbox.other[0])[0] == -32700, (name, ws.inbox.other[0])
-                assert (await ws.result("sidecar.info"))["protocol"] == 1
-            finally:
-                await ws.close()
+            await over_ws("json", name, text)
             peak = max(peak, rss_of(sc.pid))
         for name, frame in NESTED_MSGPACK.items():
-            ws = await WsClient.connect(sc.ws_url, encoding="msgpack")
-            try:
-                await ws.hello(sc.ws_token)
-                await ws.send_frame(frame)
-                await ws.inbox.wait_for(lambda w=ws: w.inbox.other, 20, name)
-                assert error_of(ws.inbox.other[0])[0] == -32700, (name, ws.inbox.other[0])
-                assert (await ws.result("sidecar.info"))["protocol"] == 1
-            finally:
-                await ws.close()
+            await over_ws("msgpack", name, frame)
             peak = max(peak, rss_of(sc.pid))
     assert sc.proc.returncode is None
     assert "RecursionError" not in sc.stderr_text()
