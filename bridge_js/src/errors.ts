@@ -2,16 +2,25 @@
  * Errors. Everything the client rejects with is a {@link TaskmillError}:
  *
  * ```
- * TaskmillError            code, kind, field, data, cause
+ * TaskmillError            code, kind, field, data, method, cause
  *   server errors          code < 0, kind from the wire (protocol.md section 2)
  *   client errors          code 0, kind "timeout" | "aborted" | "disconnected" | ...
+ *     TaskFailedError      kind "task_failed": `run()` ended in failed, dead_letter,
+ *                          cancelled, superseded, expired or dependency_failed
  * ```
+ *
+ * Two errors the client raises itself carry a wire code instead of 0, because
+ * they mean exactly what the sidecar's would: a message over the size limit
+ * is refused locally with -32600 `invalid_request`, and a WebSocket the
+ * sidecar closed with code 4401 becomes -32001 `unauthorized`.
  *
  * Match on `kind`, the stable string; use {@link isTaskmillError} rather than
  * `instanceof`, which fails across JS realms (iframes, duplicated bundles).
  *
  * @packageDocumentation
  */
+
+import type { HistoryStatus, HistoryTaskRecord } from "./types.js";
 
 /** JSON-RPC error codes of the wire contract. */
 export const ErrorCode = {
@@ -27,6 +36,7 @@ export const ErrorCode = {
   PayloadTooLarge: -32005,
   ShuttingDown: -32006,
   StorageError: -32007,
+  LimitExceeded: -32008,
   /** A remote worker's answer to `worker.execute`: the task failed. */
   TaskFailed: -32010,
   /** Errors raised inside the client (no server involved). */
@@ -46,7 +56,8 @@ export type ServerErrorKind =
   | "invalid_state"
   | "payload_too_large"
   | "shutting_down"
-  | "storage_error";
+  | "storage_error"
+  | "limit_exceeded";
 
 /** Kinds of the errors the client raises itself (code 0). */
 export type ClientErrorKind =
@@ -61,7 +72,9 @@ export type ClientErrorKind =
   /** The connection could not be opened (spawn failed, socket refused, no ready line). */
   | "connect_failed"
   /** The peer broke the protocol (bad frame, wrong protocol version). */
-  | "protocol_error";
+  | "protocol_error"
+  /** `run()`: the task ended without completing (a {@link TaskFailedError}). */
+  | "task_failed";
 
 export type ErrorKind = ServerErrorKind | ClientErrorKind;
 
@@ -78,6 +91,7 @@ const KIND_BY_CODE: Readonly<Record<number, ServerErrorKind>> = {
   [-32005]: "payload_too_large",
   [-32006]: "shutting_down",
   [-32007]: "storage_error",
+  [-32008]: "limit_exceeded",
 };
 
 /** The `error` member of a JSON-RPC error response. */
@@ -101,7 +115,7 @@ const BRAND = Symbol.for("taskmill-bridge.TaskmillError");
 
 /** An error from the sidecar or from the client itself. */
 export class TaskmillError extends Error {
-  override readonly name = "TaskmillError";
+  override readonly name: string = "TaskmillError";
   /** JSON-RPC code; 0 for errors raised by the client. */
   readonly code: number;
   /** Stable string to match on (`data.kind` on the wire). */
@@ -139,9 +153,22 @@ export class TaskmillError extends Error {
   }
 
   /** An error raised by the client itself (code 0). */
-  static client(kind: ClientErrorKind, message: string, extra: { method?: string | undefined; cause?: unknown } = {}): TaskmillError {
-    return new TaskmillError(message, { code: ErrorCode.Client, kind, method: extra.method, cause: extra.cause });
+  static client(kind: ClientErrorKind, message: string, extra: { method?: string | undefined; cause?: unknown; data?: unknown } = {}): TaskmillError {
+    return new TaskmillError(message, { code: ErrorCode.Client, kind, method: extra.method, cause: extra.cause, data: extra.data });
   }
+}
+
+/**
+ * Wraps anything thrown into a {@link TaskmillError}: a TaskmillError is
+ * returned as is, anything else becomes a client error of `kind` with the
+ * original as `cause`.
+ *
+ * @internal
+ */
+export function toTaskmillError(error: unknown, kind: ClientErrorKind, message: string, method?: string): TaskmillError {
+  if (isTaskmillError(error)) return error;
+  const detail = error instanceof Error ? error.message : typeof error === "string" ? error : "";
+  return TaskmillError.client(kind, detail.length > 0 ? `${message}: ${detail}` : message, { method, cause: error });
 }
 
 /**
@@ -158,6 +185,34 @@ export function isTaskmillError(value: unknown): value is TaskmillError {
     typeof v["kind"] === "string" &&
     typeof v["message"] === "string"
   );
+}
+
+/**
+ * `run()` rejects with this when the task ends without completing. `record`
+ * is the terminal history record (`status`, `last_error`, `traceback`...).
+ */
+export class TaskFailedError<R extends HistoryTaskRecord = HistoryTaskRecord> extends TaskmillError {
+  override readonly name: string = "TaskFailedError";
+  /** The terminal history record. */
+  readonly record: R;
+  /** `record.status`: failed, dead_letter, cancelled, superseded, expired or dependency_failed. */
+  readonly status: HistoryStatus;
+
+  constructor(record: R, options: { readonly method?: string } = {}) {
+    super(`task ${record.id} (${record.task_type}) ended ${record.status}${record.last_error ? `: ${record.last_error}` : ""}`, {
+      code: ErrorCode.Client,
+      kind: "task_failed",
+      data: record,
+      method: options.method,
+    });
+    this.record = record;
+    this.status = record.status;
+  }
+}
+
+/** True for a {@link TaskFailedError} (also across realms). */
+export function isTaskFailedError(value: unknown): value is TaskFailedError {
+  return isTaskmillError(value) && value.kind === "task_failed" && isRecord((value as { record?: unknown }).record);
 }
 
 /**

@@ -1,8 +1,7 @@
 /**
  * JSON-lines framing (the stdio transport): a decoder that copes with chunks
- * split anywhere, several lines per chunk, `\r\n` endings and empty fragments;
- * a {@link Transport} over any "write text / end" pair; and the gate that waits
- * for the `sidecar.ready` line of a freshly spawned sidecar.
+ * split anywhere, several lines per chunk, `\r\n` endings and empty fragments,
+ * and a {@link Transport} over any "write text / end" pair.
  *
  * Raw CR and LF never occur inside a JSON text (strings escape them), so any
  * run of them is a line separator.
@@ -10,9 +9,8 @@
  * @packageDocumentation
  */
 
-import { TaskmillError, isRecord } from "./errors.js";
+import { TaskmillError } from "./errors.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, type RpcMessage, type Transport, type TransportSink } from "./transport.js";
-import type { SidecarReady } from "./types.js";
 
 export interface JsonLinesDecoderOptions {
   /**
@@ -222,122 +220,4 @@ export function createLineTransport(sink: TransportSink, options: LineTransportO
 export function asError(error: unknown, fallback: string): Error {
   if (error instanceof Error) return error;
   return new Error(typeof error === "string" && error.length > 0 ? error : fallback);
-}
-
-/** Checks the shape of a `sidecar.ready` notification and returns its params. */
-export function parseReady(message: unknown): SidecarReady | undefined {
-  if (!isRecord(message) || message["method"] !== "sidecar.ready" || "id" in message) return undefined;
-  const params = message["params"];
-  if (!isRecord(params) || typeof params["protocol"] !== "number") return undefined;
-  return params as unknown as SidecarReady;
-}
-
-/**
- * A sink that holds everything back until the sidecar's first line,
- * `sidecar.ready`, has arrived, then forwards to `target`.
- *
- * @internal
- */
-export class ReadyGate implements TransportSink {
-  readonly ready: Promise<SidecarReady>;
-  #resolve!: (ready: SidecarReady) => void;
-  #reject!: (error: Error) => void;
-  #target: TransportSink;
-  #open = false;
-  #settled = false;
-  #closed = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  readonly #describe: () => string;
-
-  constructor(target: TransportSink, timeoutMs: number, describe: () => string = () => "") {
-    this.#target = target;
-    this.#describe = describe;
-    this.ready = new Promise<SidecarReady>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
-    // Observed here so an early failure is never reported as unhandled.
-    this.ready.catch(() => undefined);
-    this.#timer = setTimeout(() => {
-      this.fail(TaskmillError.client("connect_failed", `no sidecar.ready line within ${timeoutMs} ms${this.#describe()}`));
-    }, timeoutMs);
-  }
-
-  message(message: unknown): void {
-    if (this.#open) {
-      this.#target.message(message);
-      return;
-    }
-    if (this.#settled) return;
-    const ready = parseReady(message);
-    if (ready === undefined) {
-      this.#target.protocolError(new Error(`expected sidecar.ready as the first message, got ${preview(message)}`));
-      return;
-    }
-    if (ready.protocol !== 1) {
-      this.fail(TaskmillError.client("protocol_error", `the sidecar speaks protocol ${ready.protocol}, this client speaks 1`));
-      return;
-    }
-    this.#settle();
-    this.#open = true;
-    this.#resolve(ready);
-  }
-
-  protocolError(error: Error): void {
-    this.#target.protocolError(error);
-  }
-
-  close(error?: Error): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#open) {
-      this.#target.close(error);
-    } else {
-      this.fail(
-        TaskmillError.client("connect_failed", `the sidecar exited before its ready line${error ? `: ${error.message}` : ""}${this.#describe()}`, {
-          cause: error,
-        }),
-      );
-    }
-  }
-
-  /**
-   * Waits for `ready`, failing it when `signal` aborts; on any failure
-   * stops the process with `kill` before rethrowing.
-   */
-  async wait(signal: AbortSignal, kill: () => unknown): Promise<SidecarReady> {
-    const onAbort = (): void => this.fail(TaskmillError.client("closed", "connect aborted", { cause: signal.reason }));
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      return await this.ready;
-    } catch (error) {
-      await kill();
-      throw error;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
-  }
-
-  /** Rejects `ready` (before it resolved); later messages are dropped. */
-  fail(error: Error): void {
-    if (this.#settled) return;
-    this.#settle();
-    this.#reject(error);
-  }
-
-  #settle(): void {
-    this.#settled = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
-}
-
-function preview(value: unknown): string {
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    text = String(value);
-  }
-  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
 }

@@ -18,18 +18,22 @@
  */
 
 import type { Child, Command, SpawnOptions } from "@tauri-apps/plugin-shell";
-import { TaskmillClient, type ClientOptions, type ReconnectOptions } from "./client.js";
+import type { TaskmillClient } from "./client.js";
 import { TaskmillError } from "./errors.js";
-import { ReadyGate, createLineTransport, encodeJsonLine } from "./lines.js";
+import { encodeJsonLine } from "./lines.js";
+import { processConnector, superviseSidecar, type Launch, type ProcessOptions, type SidecarExit, type SuperviseOptions } from "./supervisor.js";
+import type { AnyTasks } from "./tasks.js";
 import type { Connector } from "./transport.js";
 import type { SidecarReady } from "./types.js";
+
+export type { SidecarExit } from "./supervisor.js";
 
 /** The part of the plugin's `Command` class the adapter uses (its static `sidecar`). */
 export interface TauriCommandClass {
   sidecar(program: string, args?: string | string[], options?: SpawnOptions): Command<string> | Command<Uint8Array>;
 }
 
-export interface TauriSidecarOptions {
+export interface TauriSidecarOptions extends ProcessOptions {
   /** The exact `bundle.externalBin` entry, e.g. `"binaries/taskmill-sidecar"`. */
   readonly program: string;
   /** Arguments; must be allowed by the `shell:allow-spawn` capability. */
@@ -41,16 +45,12 @@ export interface TauriSidecarOptions {
   readonly encoding?: string;
   /** The plugin's `Command` class. Defaults to a dynamic `import("@tauri-apps/plugin-shell")`. */
   readonly Command?: TauriCommandClass;
-  /** Defaults to 30000. */
-  readonly readyTimeoutMs?: number;
   /** Gets each stderr line (the sidecar's logs). */
   readonly onStderr?: (line: string) => void;
   /** Called with each spawned child (the first one and each restart). */
   readonly onSpawn?: (child: Child) => void;
   /** Called when a spawned child exits. */
   readonly onExit?: (payload: { readonly code: number | null; readonly signal: number | null }) => void;
-  /** Defaults to 4 MiB. */
-  readonly maxMessageBytes?: number;
 }
 
 async function loadCommand(options: TauriSidecarOptions): Promise<TauriCommandClass> {
@@ -67,14 +67,9 @@ async function loadCommand(options: TauriSidecarOptions): Promise<TauriCommandCl
 
 const decoder = new TextDecoder();
 
-/** A {@link Connector} that spawns the sidecar through the Tauri shell plugin on every (re)connect. */
-export function tauriSidecarConnector(options: TauriSidecarOptions): Connector {
-  return async (sink, signal) => {
-    if (signal.aborted) throw TaskmillError.client("closed", "connect aborted", { cause: signal.reason });
+function launcher(options: TauriSidecarOptions): Launch<Child> {
+  return async (output) => {
     const CommandClass = await loadCommand(options);
-    let stderrTail = "";
-    const describe = (): string => (stderrTail.trim().length > 0 ? `; stderr: ${stderrTail.trim().slice(-1000)}` : "");
-    const gate = new ReadyGate(sink, options.readyTimeoutMs ?? 30_000, describe);
     const spawnOptions: SpawnOptions = {
       ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
       ...(options.env === undefined ? {} : { env: { ...options.env } }),
@@ -82,57 +77,49 @@ export function tauriSidecarConnector(options: TauriSidecarOptions): Connector {
     };
     const command = CommandClass.sidecar(options.program, [...(options.args ?? [])], spawnOptions) as Command<string | Uint8Array>;
     let child: Child | null = null;
-    const lines = createLineTransport(gate, {
-      write: (text) => {
-        if (child === null) throw new Error("the sidecar is not running");
-        return child.write(text);
-      },
-      // There is no stdin EOF in the plugin: ask the sidecar to shut down instead.
-      end: () => {
-        if (child === null) return;
-        child.write(encodeJsonLine({ jsonrpc: "2.0", id: "bridge-close", method: "sidecar.shutdown", params: { mode: "graceful" } })).catch(() => undefined);
-      },
-      decoder: { mode: "lines" },
-      ...(options.maxMessageBytes === undefined ? {} : { maxMessageBytes: options.maxMessageBytes }),
-    });
-    command.stdout.on("data", (data: string | Uint8Array) => lines.feed(data));
+    command.stdout.on("data", (data: string | Uint8Array) => output.stdout(data));
     command.stderr.on("data", (data: string | Uint8Array) => {
       const text = typeof data === "string" ? data : decoder.decode(data);
-      stderrTail = (stderrTail + text + "\n").slice(-4096);
+      output.stderr(`${text}\n`);
       options.onStderr?.(text);
     });
     command.on("close", (payload) => {
       options.onExit?.(payload);
-      lines.closed(new Error(payload.signal !== null ? `the sidecar was killed by signal ${payload.signal}` : `the sidecar exited with code ${String(payload.code)}`));
+      output.exit(payload);
     });
     command.on("error", (error) => {
       // A stdout line that is not UTF-8 also arrives here; report it without closing.
-      if (child === null) lines.closed(new Error(error));
-      else sink.protocolError(new Error(`sidecar: ${error}`));
+      if (child === null) output.error(new Error(error));
     });
     try {
       child = await command.spawn();
     } catch (error) {
-      gate.fail(TaskmillError.client("connect_failed", `could not spawn ${options.program}: ${String(error)}`, { cause: error }));
-      throw await gate.ready.then(
-        () => new Error("unreachable"),
-        (e: unknown) => e,
-      );
+      throw TaskmillError.client("connect_failed", `could not spawn ${options.program}: ${String(error)}`, { cause: error });
     }
     options.onSpawn?.(child);
-    const ready = await gate.wait(signal, () => child.kill().catch(() => undefined));
-    return { transport: lines.transport, hello: null, ready };
+    const spawned = child;
+    return {
+      handle: spawned,
+      write: (text) => spawned.write(text),
+      // There is no stdin EOF in the plugin: ask the sidecar to shut down instead.
+      end: () => {
+        spawned.write(encodeJsonLine({ jsonrpc: "2.0", id: "bridge-close", method: "sidecar.shutdown", params: { mode: "graceful" } })).catch(() => undefined);
+      },
+      kill: () => spawned.kill().catch(() => undefined),
+    };
   };
 }
 
-export interface SpawnTauriSidecarOptions extends TauriSidecarOptions, Omit<ClientOptions, "connector" | "reconnect"> {
-  /** Respawn the sidecar when it dies (the client then re-subscribes and emits `resync`). Defaults to `false`. */
-  readonly restart?: boolean | ReconnectOptions;
+/** A {@link Connector} that spawns the sidecar through the Tauri shell plugin on every (re)connect. */
+export function tauriSidecarConnector(options: TauriSidecarOptions): Connector {
+  return processConnector(launcher(options), { ...options, decoder: { mode: "lines" } });
 }
 
+export interface SpawnTauriSidecarOptions extends TauriSidecarOptions, SuperviseOptions {}
+
 /** A sidecar spawned through the Tauri shell plugin and its connected client. */
-export interface TauriSidecar {
-  readonly client: TaskmillClient;
+export interface TauriSidecar<Tasks = AnyTasks> {
+  readonly client: TaskmillClient<Tasks>;
   /** The current child (a new one after each restart). */
   readonly child: Child;
   /** The `sidecar.ready` params: pid, db_path, WebSocket URL and token. */
@@ -142,52 +129,24 @@ export interface TauriSidecar {
    * (`sidecar.shutdown` on stdin: the plugin cannot close stdin), waits for
    * it to exit and kills it after `timeoutMs` (default 15000).
    */
-  stop(options?: { readonly timeoutMs?: number }): Promise<void>;
+  stop(options?: { readonly timeoutMs?: number }): Promise<SidecarExit>;
 }
 
 /**
  * Spawns the sidecar with `Command.sidecar`, waits for its ready line and
- * returns a connected client.
+ * returns a connected client. Rejects with a `TaskmillError` (kind
+ * `connect_failed`) when it cannot start.
  */
-export async function spawnTauriSidecar(options: SpawnTauriSidecarOptions): Promise<TauriSidecar> {
-  let current: { child: Child; exited: Promise<void>; markExited: () => void } | null = null;
-  const connector = tauriSidecarConnector({
-    ...options,
-    onSpawn: (child) => {
-      let markExited!: () => void;
-      const exited = new Promise<void>((resolve) => (markExited = resolve));
-      current = { child, exited, markExited };
-      options.onSpawn?.(child);
-    },
-    onExit: (payload) => {
-      current?.markExited();
-      options.onExit?.(payload);
-    },
-  });
-  const client = new TaskmillClient({ ...options, connector, reconnect: options.restart ?? false });
-  await client.connect();
-  const currentOf = (): { child: Child; exited: Promise<void> } => {
-    if (current === null) throw new Error("no sidecar process");
-    return current;
-  };
+export async function spawnTauriSidecar<Tasks = AnyTasks>(options: SpawnTauriSidecarOptions): Promise<TauriSidecar<Tasks>> {
+  const supervised = await superviseSidecar<Tasks, Child>(launcher(options), { ...options, decoder: { mode: "lines" } });
   return {
-    client,
+    client: supervised.client,
     get child() {
-      return currentOf().child;
+      return supervised.current;
     },
     get ready() {
-      const ready = client.ready;
-      if (ready === null) throw new Error("no sidecar.ready yet");
-      return ready;
+      return supervised.ready;
     },
-    async stop(stopOptions = {}) {
-      const { child, exited } = currentOf();
-      await client.close();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), stopOptions.timeoutMs ?? 15_000)));
-      const killNeeded = await Promise.race([exited.then(() => false), timedOut]);
-      clearTimeout(timer);
-      if (killNeeded) await child.kill().catch(() => undefined);
-    },
+    stop: (stopOptions) => supervised.stop(stopOptions),
   };
 }

@@ -11,8 +11,9 @@
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
 
-/** A task id: an integer that a task keeps for life. */
-export type TaskId = number;
+import type { AnyTasks, PayloadField, PayloadOf, ResultOf, TaskId, TaskIdOf, TaskTypeOf } from "./tasks.js";
+
+export type { TaskId } from "./tasks.js";
 /** Integer milliseconds since the Unix epoch. */
 export type Timestamp = number;
 /** Integer milliseconds. */
@@ -75,15 +76,16 @@ export interface RecordProgress {
   readonly extrapolated: boolean;
 }
 
-interface TaskRecordBase {
+/** The fields every task record carries, for one task type `T` with payload `P`. */
+export interface TaskRecordFields<T extends string = TaskType, P = unknown> {
   readonly id: TaskId;
-  readonly task_type: TaskType;
+  readonly task_type: T;
   readonly domain: string;
   readonly key: string;
   readonly label: string;
   readonly priority: number;
   readonly effective_priority: number;
-  readonly payload: unknown;
+  readonly payload: P;
   readonly group: string | null;
   readonly tags: Tags;
   readonly parent_id: TaskId | null;
@@ -99,23 +101,35 @@ interface TaskRecordBase {
   readonly expected_io: IoBytes;
 }
 
-/** A task in the active queue. */
-export interface ActiveTaskRecord extends TaskRecordBase {
+/** A task in the active queue, of one task type. */
+export interface ActiveRecordShape<T extends string = TaskType, P = unknown> extends TaskRecordFields<T, P> {
   readonly status: ActiveStatus;
 }
 
-/** A terminal record from history. It carries the task's `id`; `history_id` tells runs apart. */
-export interface HistoryTaskRecord extends TaskRecordBase {
+/** A terminal history record, of one task type. `result` is set when `status` is `completed`. */
+export interface HistoryRecordShape<T extends string = TaskType, P = unknown, R = unknown> extends TaskRecordFields<T, P> {
   readonly status: HistoryStatus;
   readonly history_id: number;
   readonly finished_at: Timestamp;
   readonly duration_ms: DurationMs | null;
-  readonly result: unknown;
+  readonly result: R | null;
   readonly actual_io: IoBytes;
+  /** The Python traceback of the last failure, when the sidecar sends one. */
+  readonly traceback?: string;
 }
 
+/** A task in the active queue; typed by the task map (one union member per task type). */
+export type ActiveTaskRecord<Tasks = AnyTasks, T extends TaskTypeOf<Tasks> = TaskTypeOf<Tasks>> = {
+  [K in T]: ActiveRecordShape<K, PayloadOf<Tasks, K>>;
+}[T];
+
+/** A terminal record from history. It carries the task's `id`; `history_id` tells runs apart. */
+export type HistoryTaskRecord<Tasks = AnyTasks, T extends TaskTypeOf<Tasks> = TaskTypeOf<Tasks>> = {
+  [K in T]: HistoryRecordShape<K, PayloadOf<Tasks, K>, ResultOf<Tasks, K>>;
+}[T];
+
 /** A task record, active or history; `status` tells which. */
-export type TaskRecord = ActiveTaskRecord | HistoryTaskRecord;
+export type TaskRecord<Tasks = AnyTasks, T extends TaskTypeOf<Tasks> = TaskTypeOf<Tasks>> = ActiveTaskRecord<Tasks, T> | HistoryTaskRecord<Tasks, T>;
 
 // ---------------------------------------------------------------------------
 // Submission
@@ -142,10 +156,8 @@ export interface RecurringPolicy {
 /** Declared IO of a task; every field optional. */
 export type ExpectedIo = Partial<IoBytes>;
 
-/** Params of `task.submit` (and of each item of `task.submit_batch`). */
-export interface SubmitParams {
-  readonly task_type: TaskType;
-  readonly payload?: unknown;
+/** The params of `task.submit` besides `task_type` and `payload`. */
+export interface SubmitOptions {
   /** Dedup key. Defaults to the SHA-256 of the type and the canonical payload. */
   readonly key?: string;
   readonly label?: string;
@@ -169,10 +181,16 @@ export interface SubmitParams {
   readonly fail_fast?: boolean;
 }
 
+/** The params of `task.submit` for one task type `T` of a task map. */
+export type SubmitParamsFor<Tasks, T extends TaskTypeOf<Tasks>> = SubmitOptions & { readonly task_type: T } & PayloadField<PayloadOf<Tasks, T>>;
+
+/** Params of `task.submit` (and of each item of `task.submit_batch`); a union over the map's task types. */
+export type SubmitParams<Tasks = AnyTasks, T extends TaskTypeOf<Tasks> = TaskTypeOf<Tasks>> = { [K in T]: SubmitParamsFor<Tasks, K> }[T];
+
 /** Result of `task.submit`. For `duplicate`, `id` is the existing task's. */
-export interface SubmitResult {
+export interface SubmitResult<T extends string = TaskType> {
   readonly outcome: SubmitOutcome;
-  readonly id: TaskId;
+  readonly id: TaskIdOf<T>;
 }
 
 // ---------------------------------------------------------------------------
@@ -191,7 +209,7 @@ export interface ListParams {
   readonly offset?: number;
 }
 
-export interface ListResult<R extends TaskRecord = TaskRecord> {
+export interface ListResult<R = TaskRecord> {
   readonly tasks: readonly R[];
   readonly total: number;
 }
@@ -214,9 +232,9 @@ export interface HistoryParams {
   readonly offset?: number;
 }
 
-export interface LookupResult {
+export interface LookupResult<R = TaskRecord> {
   readonly where: "active" | "history" | "not_found";
-  readonly record?: TaskRecord;
+  readonly record?: R;
 }
 
 export interface HistoryStats {
@@ -304,8 +322,8 @@ export interface SnapshotGroup {
 }
 
 /** Result of `scheduler.snapshot` (protocol section 7). */
-export interface Snapshot {
-  readonly running: readonly ActiveTaskRecord[];
+export interface Snapshot<Tasks = AnyTasks> {
+  readonly running: readonly ActiveTaskRecord<Tasks>[];
   readonly pending_count: number;
   readonly paused_count: number;
   readonly blocked_count: number;
@@ -418,140 +436,11 @@ export interface ShutdownParams {
 }
 
 // ---------------------------------------------------------------------------
-// Events (protocol section 6)
-
-/** Fields every task event carries. */
-export interface TaskEventHeader {
-  readonly task_id: TaskId;
-  readonly task_type: TaskType;
-  readonly domain: string;
-  readonly key: string;
-  readonly label: string;
-  readonly tags: Tags;
-  readonly base_priority: number;
-  readonly effective_priority: number;
-  readonly parent_id: TaskId | null;
-}
-
-/** Extra fields of each task event kind. */
-export interface TaskEventFields {
-  submitted: { readonly outcome: SubmitOutcome };
-  dispatched: { readonly attempt: number };
-  progress: { readonly percent: number; readonly message: string | null; readonly reported: boolean };
-  completed: { readonly duration_ms: DurationMs; readonly result: unknown };
-  failed: {
-    readonly error: string;
-    readonly retryable: boolean;
-    readonly will_retry: boolean;
-    readonly retry_after_ms: DurationMs | null;
-    readonly attempt: number;
-  };
-  dead_lettered: { readonly error: string; readonly retry_count: number };
-  preempted: { readonly by_task_id: TaskId | null };
-  cancelled: { readonly reason: string };
-  superseded: { readonly new_task_id: TaskId };
-  expired: { readonly age_ms: DurationMs };
-  waiting: { readonly children_count: number };
-  unblocked: {};
-  dependency_failed: { readonly failed_dependency: TaskId };
-  recurring_skipped: { readonly reason: string };
-  recurring_completed: { readonly occurrences: number };
-}
-
-/** Fields of each scheduler event kind. */
-export interface SchedulerEventFields {
-  paused: {};
-  resumed: {};
-  domain_paused: { readonly domain: string };
-  domain_resumed: { readonly domain: string };
-  group_paused: { readonly group: string; readonly pending: number; readonly running: number };
-  group_resumed: { readonly group: string; readonly resumed: number };
-  group_weight_changed: { readonly group: string; readonly previous: number | null; readonly weight: number | null };
-  pressure: { readonly pressure: number; readonly breakdown: readonly PressureSource[] };
-  /** This subscription's buffer overflowed: refetch a snapshot. */
-  lagged: { readonly missed: number };
-  shutdown: { readonly mode: "graceful" | "hard" };
-}
-
-export type TaskEventKind = keyof TaskEventFields;
-export type SchedulerEventKind = keyof SchedulerEventFields;
-export type EventKind = TaskEventKind | SchedulerEventKind;
-
-/** Every task event kind, as a run-time list. */
-export const TASK_EVENT_KINDS = [
-  "submitted",
-  "dispatched",
-  "progress",
-  "completed",
-  "failed",
-  "dead_lettered",
-  "preempted",
-  "cancelled",
-  "superseded",
-  "expired",
-  "waiting",
-  "unblocked",
-  "dependency_failed",
-  "recurring_skipped",
-  "recurring_completed",
-] as const satisfies readonly TaskEventKind[];
-
-/** Every scheduler event kind, as a run-time list. */
-export const SCHEDULER_EVENT_KINDS = [
-  "paused",
-  "resumed",
-  "domain_paused",
-  "domain_resumed",
-  "group_paused",
-  "group_resumed",
-  "group_weight_changed",
-  "pressure",
-  "lagged",
-  "shutdown",
-] as const satisfies readonly SchedulerEventKind[];
-
-/** The envelope of every event notification. */
-export interface EventEnvelope {
-  /** The subscription id the server assigned (it changes on reconnect). */
-  readonly subscription: number;
-  /** Increases by one per event the scheduler emits, before filtering. */
-  readonly seq: number;
-  readonly at: Timestamp;
-}
-
-type Flatten<T> = { readonly [K in keyof T]: T[K] } & {};
-
-/** The event of one kind. */
-export type EventOf<K extends EventKind> = K extends TaskEventKind
-  ? Flatten<EventEnvelope & { readonly kind: K } & TaskEventHeader & TaskEventFields[K]>
-  : K extends SchedulerEventKind
-    ? Flatten<EventEnvelope & { readonly kind: K } & SchedulerEventFields[K]>
-    : never;
-
-/** Any event: a union discriminated by `kind`. */
-export type TaskmillEvent = { [K in EventKind]: EventOf<K> }[EventKind];
-/** Any task event. */
-export type TaskEvent = { [K in TaskEventKind]: EventOf<K> }[TaskEventKind];
-/** Any scheduler event. */
-export type SchedulerEvent = { [K in SchedulerEventKind]: EventOf<K> }[SchedulerEventKind];
-
-/** `events.subscribe` filter; every field optional, all AND-ed. */
-export interface EventFilter<K extends EventKind = EventKind> {
-  readonly kinds?: readonly K[];
-  readonly domains?: readonly string[];
-  readonly task_types?: readonly TaskType[];
-  readonly task_ids?: readonly TaskId[];
-  readonly tags?: Tags;
-  /** Progress events of one task are coalesced to one per interval. Defaults to 100; 0 = every report. */
-  readonly progress_interval_ms?: DurationMs;
-}
-
-// ---------------------------------------------------------------------------
 // Remote workers (protocol section 8)
 
 /** A task type declared inline by `worker.register`. */
-export interface WorkerTaskTypeDeclaration {
-  readonly task_type: TaskType;
+export interface WorkerTaskTypeDeclaration<T extends string = TaskType> {
+  readonly task_type: T;
   readonly config?: Readonly<Record<string, unknown>>;
 }
 
@@ -592,64 +481,3 @@ export interface WorkerIoParams {
 
 export type WorkerSpawnChildParams = SubmitParams & { readonly task_id: TaskId };
 
-// ---------------------------------------------------------------------------
-// Method table
-
-type NoParams = Readonly<Record<string, never>>;
-type Empty = Readonly<Record<string, never>>;
-
-/** Every client-to-sidecar method: its params and result. */
-export interface Methods {
-  "session.hello": { params: HelloParams; result: HelloResult };
-  "sidecar.info": { params: NoParams; result: SidecarInfo };
-  "sidecar.shutdown": { params: ShutdownParams; result: Empty };
-  "task.submit": { params: SubmitParams; result: SubmitResult };
-  "task.submit_batch": { params: { readonly tasks: readonly SubmitParams[] }; result: { readonly outcomes: readonly SubmitResult[] } };
-  "task.get": { params: { readonly id: TaskId }; result: TaskRecord };
-  "task.lookup": { params: { readonly task_type: TaskType; readonly key: string }; result: LookupResult };
-  "task.list": { params: ListParams; result: ListResult };
-  "task.cancel": { params: { readonly id: TaskId }; result: { readonly cancelled: boolean } };
-  "task.cancel_where": { params: CancelWhereParams; result: { readonly cancelled: readonly TaskId[] } };
-  "task.set_priority": { params: { readonly id: TaskId; readonly priority: PriorityInput }; result: { readonly updated: boolean } };
-  "task.retry_dead_letter": { params: { readonly id: TaskId }; result: SubmitResult };
-  "history.list": { params: HistoryParams; result: ListResult<HistoryTaskRecord> };
-  "history.stats": { params: { readonly task_type: TaskType }; result: HistoryStats };
-  "dependencies.get": { params: { readonly id: TaskId }; result: DependenciesResult };
-  "tags.values": { params: { readonly key: string; readonly domain?: string }; result: TagValuesResult };
-  "tags.keys": { params: { readonly prefix: string; readonly domain?: string }; result: TagKeysResult };
-  "scheduler.snapshot": { params: { readonly domain?: string }; result: Snapshot };
-  "scheduler.pause": { params: NoParams; result: Empty };
-  "scheduler.resume": { params: NoParams; result: Empty };
-  "scheduler.set_max_concurrency": { params: { readonly value: number }; result: Empty };
-  "scheduler.metrics": { params: NoParams; result: Metrics };
-  "domain.pause": { params: { readonly domain: string }; result: { readonly count: number } };
-  "domain.resume": { params: { readonly domain: string }; result: { readonly count: number } };
-  "domain.set_max_concurrency": { params: { readonly domain: string; readonly value: number | null }; result: Empty };
-  "group.pause": { params: { readonly group: string; readonly duration_ms?: DurationMs }; result: { readonly pending: number; readonly running: number } };
-  "group.resume": { params: { readonly group: string }; result: { readonly resumed: number } };
-  "group.set_limit": { params: { readonly group: string; readonly value: number | null }; result: Empty };
-  "group.set_weight": { params: { readonly group: string; readonly weight: number | null }; result: Empty };
-  "group.set_min_slots": { params: { readonly group: string; readonly value: number | null }; result: Empty };
-  "rate_limit.set": { params: RateLimitParams; result: Empty };
-  "rate_limit.remove": { params: RateLimitTarget; result: Empty };
-  "recurring.list": { params: { readonly domain?: string }; result: { readonly schedules: readonly RecurringSchedule[] } };
-  "recurring.pause": { params: { readonly id: number }; result: Empty };
-  "recurring.resume": { params: { readonly id: number }; result: Empty };
-  "recurring.cancel": { params: { readonly id: number }; result: Empty };
-  "pressure.set": { params: { readonly source: string; readonly value: number | null }; result: Empty };
-  "events.subscribe": { params: { readonly filter?: EventFilter }; result: { readonly subscription: number } };
-  "events.unsubscribe": { params: { readonly subscription: number }; result: Empty };
-  "worker.register": { params: WorkerRegisterParams; result: { readonly worker: string } };
-  "worker.unregister": { params: { readonly worker: string }; result: Empty };
-  "worker.spawn_child": { params: WorkerSpawnChildParams; result: SubmitResult };
-}
-
-export type MethodName = keyof Methods;
-export type MethodParams<M extends MethodName> = Methods[M]["params"];
-export type MethodResult<M extends MethodName> = Methods[M]["result"];
-
-/** Every notification a client may send to the sidecar. */
-export interface ClientNotifications {
-  "worker.progress": WorkerProgressParams;
-  "worker.io": WorkerIoParams;
-}

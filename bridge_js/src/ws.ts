@@ -7,9 +7,11 @@
  * @packageDocumentation
  */
 
-import { TaskmillClient, type ClientOptions } from "./client.js";
-import { createMsgpackDecoder, createMsgpackEncoder } from "./codec.js";
-import { TaskmillError } from "./errors.js";
+import { TaskmillClient } from "./client.js";
+import type { ClientOptions } from "./rpc.js";
+import type { AnyTasks } from "./tasks.js";
+import { decodeMsgpack, encodeMsgpack } from "./codec.js";
+import { TaskmillError, toTaskmillError } from "./errors.js";
 import { encodeJsonLine, tooLarge } from "./lines.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, type Connector, type Transport, type TransportSink } from "./transport.js";
 
@@ -66,10 +68,21 @@ export function webSocketConnector(options: WebSocketConnectorOptions): Connecto
     if (Ctor === undefined) {
       throw TaskmillError.client("connect_failed", "no global WebSocket: pass the `ws` package's class as the WebSocket option");
     }
-    const endpoint = typeof options.endpoint === "function" ? await options.endpoint() : options.endpoint;
+    let endpoint: WsEndpointInput;
+    try {
+      endpoint = typeof options.endpoint === "function" ? await options.endpoint() : options.endpoint;
+    } catch (error) {
+      throw toTaskmillError(error, "connect_failed", "the endpoint provider failed");
+    }
     if (signal.aborted) throw TaskmillError.client("closed", "connect aborted", { cause: signal.reason });
-    const socket = new Ctor(endpoint.url);
-    socket.binaryType = "arraybuffer";
+    let socket: WebSocketLike;
+    try {
+      socket = new Ctor(endpoint.url);
+      socket.binaryType = "arraybuffer";
+    } catch (error) {
+      // An invalid URL: the DOM throws a SyntaxError, `ws` an Error.
+      throw toTaskmillError(error, "connect_failed", `cannot open a WebSocket to ${JSON.stringify(endpoint.url)}`);
+    }
     await waitOpen(socket, endpoint.url, timeoutMs, signal);
     const transport = attach(socket, sink, encoding, max);
     return { transport, hello: { token: endpoint.token ?? "" } };
@@ -108,8 +121,6 @@ function waitOpen(socket: WebSocketLike, url: string, timeoutMs: number, signal:
 }
 
 function attach(socket: WebSocketLike, sink: TransportSink, encoding: "msgpack" | "json", max: number): Transport {
-  const encoder = createMsgpackEncoder();
-  const decoder = createMsgpackDecoder();
   let closed = false;
   let lastError: Error | undefined;
 
@@ -130,9 +141,9 @@ function attach(socket: WebSocketLike, sink: TransportSink, encoding: "msgpack" 
       if (typeof data === "string") {
         message = JSON.parse(data);
       } else if (data instanceof ArrayBuffer) {
-        message = decoder.decode(new Uint8Array(data));
+        message = decodeMsgpack(new Uint8Array(data));
       } else if (ArrayBuffer.isView(data)) {
-        message = decoder.decode(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        message = decodeMsgpack(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       } else if (Array.isArray(data) && data.every((part) => part instanceof Uint8Array)) {
         // `ws` with binaryType "fragments".
         const parts = data as Uint8Array[];
@@ -142,7 +153,7 @@ function attach(socket: WebSocketLike, sink: TransportSink, encoding: "msgpack" 
           joined.set(part, offset);
           offset += part.byteLength;
         }
-        message = decoder.decode(joined);
+        message = decodeMsgpack(joined);
       } else {
         sink.protocolError(new Error(`unexpected WebSocket frame type: ${Object.prototype.toString.call(data)}`));
         return;
@@ -182,8 +193,8 @@ function attach(socket: WebSocketLike, sink: TransportSink, encoding: "msgpack" 
         socket.send(line.slice(0, -1));
         return;
       }
-      // encode() returns a fresh copy backed by its own ArrayBuffer.
-      const bytes = encoder.encode(message) as Uint8Array<ArrayBuffer>;
+      // A fresh copy backed by its own ArrayBuffer.
+      const bytes = encodeMsgpack(message);
       if (bytes.byteLength > max) throw tooLarge(bytes.byteLength, max, message);
       socket.send(bytes);
     },
@@ -224,9 +235,11 @@ export type ConnectWebSocketOptions = WebSocketConnectorOptions & Omit<ClientOpt
 /**
  * Creates a client over WebSocket and connects it (`session.hello` first).
  * Reconnects with backoff by default, calling `endpoint` again each time.
+ * Rejects with a `TaskmillError` (kind `connect_failed`, `unauthorized`...)
+ * when the first connection fails.
  */
-export async function connectWebSocket(options: ConnectWebSocketOptions): Promise<TaskmillClient> {
-  const client = new TaskmillClient({ ...options, connector: webSocketConnector(options) });
+export async function connectWebSocket<Tasks = AnyTasks>(options: ConnectWebSocketOptions): Promise<TaskmillClient<Tasks>> {
+  const client = new TaskmillClient<Tasks>({ ...options, connector: webSocketConnector(options) });
   await client.connect();
   return client;
 }

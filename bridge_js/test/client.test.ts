@@ -377,7 +377,7 @@ describe("subscriptions", () => {
     server.last.notify("event", taskEvent("progress", 1, { percent: 0.5, message: "b", reported: true }));
     const seen: number[] = [];
     for await (const event of stream) {
-      seen.push(event.percent);
+      if (event.kind === "progress") seen.push(event.percent);
       if (seen.length === 2) break;
     }
     expect(seen).toEqual([0.25, 0.5]);
@@ -397,15 +397,17 @@ describe("subscriptions", () => {
     await server.last.request("events.unsubscribe");
   });
 
-  it("events() ends when the client closes", async () => {
+  it("events() rejects with kind closed when the client closes, after the buffered events", async () => {
     const server = new FakeServer();
     const client = makeClient(server);
     await client.connect();
     const stream = client.events();
     await stream.ready;
-    const next = stream.next();
+    server.last.notify("event", taskEvent("completed", 1, { seq: 7 }));
     await client.close();
-    expect(await next).toEqual({ value: undefined, done: true });
+    expect(await stream.next()).toMatchObject({ done: false, value: { seq: 7 } });
+    await expect(stream.next()).rejects.toMatchObject({ kind: "closed", code: 0 });
+    expect(await stream.next()).toEqual({ value: undefined, done: true });
   });
 });
 
@@ -489,7 +491,7 @@ describe("reconnect", () => {
     expect(delays[1]).toBeGreaterThan(delays[0] ?? 0);
   });
 
-  it("gives up after maxAttempts and rejects queued requests", async () => {
+  it("gives up after maxAttempts: closed for good, queued requests reject with kind disconnected", async () => {
     const server = new FakeServer();
     const client = makeClient(server, { reconnect: { initialDelayMs: 1, maxAttempts: 2, jitter: 0 } });
     const events = recordEvents(client);
@@ -497,21 +499,25 @@ describe("reconnect", () => {
     server.failConnects = 10;
     server.last.drop();
     const info = client.info();
-    await expect(info).rejects.toMatchObject({ kind: "disconnected" });
-    expect(client.state).toBe("disconnected");
+    await expect(info).rejects.toMatchObject({ kind: "disconnected", method: "sidecar.info" });
+    expect(client.state).toBe("closed");
+    expect(await client.closed()).toMatchObject({ kind: "disconnected", message: expect.stringContaining("2 reconnect attempts") as unknown });
     expect(events.at(-1)).toMatchObject({ type: "closed", willReconnect: false });
+    expect(server.failConnects).toBe(8);
   });
 
-  it("without reconnect, a drop leaves the client disconnected", async () => {
+  it("without reconnect, a drop closes the client for good (kind disconnected)", async () => {
     const server = new FakeServer();
     const client = makeClient(server, { reconnect: false });
     const events = recordEvents(client);
     await client.connect();
     server.last.drop(new Error("gone"));
-    expect(client.state).toBe("disconnected");
-    expect(events.at(-1)).toMatchObject({ type: "closed", willReconnect: false });
-    await client.connect();
-    expect(client.state).toBe("open");
+    expect(client.state).toBe("closed");
+    expect(events.at(-1)).toMatchObject({ type: "closed", willReconnect: false, error: { kind: "disconnected" } });
+    const reason = await client.closed();
+    expect(reason).toMatchObject({ kind: "disconnected", message: expect.stringContaining("gone") as unknown });
+    await expect(client.connect()).rejects.toBe(reason);
+    await expect(client.info()).rejects.toMatchObject({ kind: "disconnected", cause: reason });
   });
 
   it("a URL/token provider style connector is called again on each reconnect", async () => {

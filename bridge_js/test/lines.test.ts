@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { JsonLinesDecoder, createLineTransport, type TransportSink } from "../src/index.js";
-import { ReadyGate } from "../src/lines.js";
+import { ReadyGate } from "../src/supervisor.js";
 import { sleep } from "./helpers.js";
 
 function decoder(mode?: "stream" | "lines") {

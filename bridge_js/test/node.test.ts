@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionEvent } from "../src/index.js";
@@ -85,5 +88,61 @@ describe("child_process line transport", () => {
     const sidecar = await start(["--ws"], { env: { TASKMILL_TOKEN: "from-env" }, stderr: (c) => chunks.push(c) });
     expect(sidecar.ready.transports.ws?.token).toBeNull();
     await until(() => chunks.join("").includes("mini sidecar starting"));
+  });
+});
+
+describe("supervision (restart) and the end of it", () => {
+  it("a deliberate shutdown() ends supervision: no respawn, the client closes with kind closed", async () => {
+    let spawns = 0;
+    const sidecar = await start([], { restart: { initialDelayMs: 10, jitter: 0 }, onSpawn: () => void (spawns += 1) });
+    const { client } = sidecar;
+    await client.shutdown();
+    const reason = await client.closed();
+    expect(reason).toMatchObject({ kind: "closed" });
+    expect(client.state).toBe("closed");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(spawns).toBe(1);
+    expect(sidecar.process.exitCode).toBe(0);
+  });
+
+  it("a sidecar that exits 0 on its own (stdin EOF, SIGTERM) is not respawned", async () => {
+    let spawns = 0;
+    const sidecar = await start([], { restart: { initialDelayMs: 10, jitter: 0 }, onSpawn: () => void (spawns += 1) });
+    sidecar.process.stdin?.end();
+    const reason = await sidecar.client.closed();
+    expect(reason).toMatchObject({ kind: "disconnected", message: expect.stringContaining("code 0 (it was shut down)") as unknown });
+    expect(spawns).toBe(1);
+  });
+
+  it("stops restarting when a respawn exits 3 (the database is in use)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bridge-node-"));
+    const marker = join(dir, "in-use");
+    let spawns = 0;
+    try {
+      const sidecar = await start(["--exit-if-exists", marker, "3"], { restart: { initialDelayMs: 10, jitter: 0 }, onSpawn: () => void (spawns += 1) });
+      writeFileSync(marker, "");
+      sidecar.process.kill("SIGKILL");
+      const reason = await sidecar.client.closed();
+      expect(reason.kind).toBe("disconnected");
+      expect(reason.message).toMatch(/code 3 \(its database is in use by another sidecar\)/);
+      expect(spawns).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("without restart, SIGKILL settles waitFor, run(), events() and requests with kind disconnected", async () => {
+    const sidecar = await start([]);
+    const { client } = sidecar;
+    const { id } = await client.submit({ task_type: "demo::sleep", payload: { ms: 120_000 }, run_after_ms: 120_000 });
+    const waiting = client.waitFor(id).catch((e: unknown) => e);
+    const running = client.run({ task_type: "demo::sleep", payload: { ms: 120_000, steps: 1 } }).catch((e: unknown) => e);
+    const stream = client.events({ task_ids: [id] });
+    await stream.ready;
+    const next = stream.next().catch((e: unknown) => e);
+    sidecar.process.kill("SIGKILL");
+    for (const outcome of [await waiting, await running, await next]) expect(outcome).toMatchObject({ kind: "disconnected", code: 0 });
+    expect(await client.closed()).toMatchObject({ kind: "disconnected", message: expect.stringContaining("SIGKILL") as unknown });
+    await expect(client.info()).rejects.toMatchObject({ kind: "disconnected" });
   });
 });

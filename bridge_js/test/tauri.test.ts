@@ -21,6 +21,7 @@ class Emitter {
  */
 class FakeCommand extends Emitter {
   static last: FakeCommand | null = null;
+  static spawned = 0;
   readonly stdout = new Emitter();
   readonly stderr = new Emitter();
   readonly written: string[] = [];
@@ -47,6 +48,7 @@ class FakeCommand extends Emitter {
   }
 
   async spawn() {
+    FakeCommand.spawned += 1;
     setTimeout(() => {
       this.stderr.emit("data", "starting");
       this.out(`${JSON.stringify({ jsonrpc: "2.0", method: "sidecar.ready", params: { protocol: 1, version: "0.1.0", pid: 4242, transports: { stdio: true, ws: null }, db_path: "/d.db", task_types: [] } })}\r\n`);
@@ -154,5 +156,31 @@ describe("Tauri shell plugin adapter", () => {
     // Outside a Tauri webview the real plugin cannot spawn: the import worked if we get that far.
     const error: unknown = await spawnTauriSidecar({ program: "binaries/x" }).catch((e: unknown) => e);
     expect(error).toMatchObject({ kind: "connect_failed", message: expect.stringContaining("could not spawn binaries/x") as unknown });
+  });
+});
+
+describe("Tauri adapter supervision (the shared supervisor)", () => {
+  it("respawns a crashed sidecar, and not after shutdown()", async () => {
+    FakeCommand.spawned = 0;
+    const sidecar = await spawnTauriSidecar({ program: "p", Command, restart: { initialDelayMs: 5, jitter: 0 } });
+    const resynced = new Promise<void>((resolve) => sidecar.client.onConnection((e) => e.type === "resync" && resolve()));
+    FakeCommand.last?.emit("close", { code: null, signal: 9 });
+    await resynced;
+    expect(FakeCommand.spawned).toBe(2);
+    await sidecar.client.shutdown();
+    expect(await sidecar.client.closed()).toMatchObject({ kind: "closed" });
+    await sleep(30);
+    expect(FakeCommand.spawned).toBe(2);
+  });
+
+  it("stop() answers with the exit, killing a child that does not exit in time", async () => {
+    const sidecar = await spawnTauriSidecar({ program: "p", Command });
+    const fake = FakeCommand.last;
+    // This fake never exits on its own after the shutdown request below: swallow it.
+    if (fake !== null) fake.emit = ((event: string, arg: unknown) => (event === "close" && !fake.killed ? undefined : Emitter.prototype.emit.call(fake, event, arg))) as typeof fake.emit;
+    const exit = await sidecar.stop({ timeoutMs: 30 });
+    expect(fake?.killed).toBe(true);
+    expect(exit).toEqual({ code: null, signal: 9 });
+    expect(sidecar.client.state).toBe("closed");
   });
 });

@@ -57,8 +57,12 @@ client.subscribe({ kinds: ["progress", "completed"] }, (e) => {
 });
 
 // Without kinds: every event, discriminated by kind.
-client.subscribe({ task_types: ["demo::sleep"] }, (e) => {
+client.subscribe(undefined, (e) => {
   expectTypeOf(e).toEqualTypeOf<TaskmillEvent>();
+});
+// With task_types: task events narrowed to those types.
+client.subscribe({ task_types: ["demo::sleep"] }, (e) => {
+  if ("task_type" in e) expectTypeOf(e.task_type).toEqualTypeOf<"demo::sleep">();
   switch (e.kind) {
     case "superseded":
       expectTypeOf(e.new_task_id).toBeNumber();
@@ -79,10 +83,12 @@ const off = client.on("lagged", () => undefined);
 expectTypeOf(off).toBeFunction();
 expectTypeOf(off.ready).toEqualTypeOf<Promise<void>>();
 
-// events() yields narrowed events.
+// events() yields narrowed events, plus lagged (its bounded buffer can overflow).
 async function iterate(): Promise<void> {
   for await (const e of client.events({ kinds: ["dispatched"] })) {
-    expectTypeOf(e.attempt).toBeNumber();
+    expectTypeOf(e.kind).toEqualTypeOf<"dispatched" | "lagged">();
+    if (e.kind === "dispatched") expectTypeOf(e.attempt).toBeNumber();
+    else expectTypeOf(e.missed).toBeNumber();
   }
 }
 void iterate;
