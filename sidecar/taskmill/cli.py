@@ -10,13 +10,15 @@
 With neither ``--stdio`` nor ``--ws``, stdio is served. A flag given on the
 command line wins over the same setting in ``--config``. Exit codes: 0 after
 a clean shutdown, 2 when start-up fails (bad flags or config, a database that
-cannot be opened), 1 on an unexpected error.
+cannot be opened), 3 when another scheduler holds the database, 1 on an
+unexpected error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -125,8 +127,9 @@ def load_apps(specs: Iterable[str], paths: Iterable[str]) -> list[Domain]:
             raise StartupError(f"--app {spec!r}: expected MODULE:ATTR")
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:
-            raise StartupError(f"--app {spec!r}: cannot import {module_name}: {exc}") from exc
+        except (Exception, SystemExit) as exc:  # an app module may call sys.exit()
+            why = f"{type(exc).__name__}: {exc}" if isinstance(exc, SystemExit) else str(exc)
+            raise StartupError(f"--app {spec!r}: cannot import {module_name}: {why}") from exc
         try:
             target: Any = module
             for part in attr.split("."):
@@ -151,21 +154,9 @@ def build_options(args: argparse.Namespace) -> SidecarOptions:
             file_cfg = load_config(args.config)
         except ConfigError as exc:
             raise StartupError(str(exc)) from exc
-    s = file_cfg.scheduler
-    overrides: dict[str, Any] = {}
-    for name in (
-        "max_concurrency",
-        "max_retries",
-        "preempt_priority",
-        "poll_interval_ms",
-        "drain_timeout_ms",
-        "default_ttl_ms",
-        "expiry_sweep_interval_ms",
-        "default_priority",
-        "synchronous",
-    ):
-        if name in s:
-            overrides[name] = s[name]
+    # Every [scheduler] key the file validated is a SchedulerConfig field of the
+    # same name (tests/unit/test_config.py holds the two to that).
+    overrides: dict[str, Any] = dict(file_cfg.scheduler)
     if file_cfg.retention is not None:
         overrides["retention"] = file_cfg.retention
     if file_cfg.aging is not None:
@@ -248,15 +239,22 @@ def main(argv: list[str] | None = None) -> None:
     except StartupError as exc:
         print(f"taskmill-sidecar: {exc}", file=sys.stderr, flush=True)
         sys.exit(EXIT_STARTUP)
+    code = EXIT_ERROR
+    loop = asyncio.new_event_loop()
     try:
-        code = asyncio.run(Sidecar(options, stdout=proto_out).run())
-    except KeyboardInterrupt:
+        asyncio.set_event_loop(loop)
+        code = loop.run_until_complete(Sidecar(options, stdout=proto_out).run())
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
         code = 0
-    except Exception:
+    except BaseException:  # whatever escapes, the exit is ours
         log.exception("the sidecar stopped on an unexpected error")
         code = EXIT_ERROR
-    sys.stderr.flush()
-    # The stdin reader is a daemon thread blocked in read(); letting the
-    # interpreter finalize under it can abort the process. Everything is
-    # flushed and closed by now, so leave directly with the exit code.
-    os._exit(code)
+    finally:
+        # Leave directly with the exit code, whatever escaped: asyncio.run's
+        # clean-up would wait for executions that ignore cancellation and for
+        # executor threads that never return, and the stdin reader is a thread
+        # blocked in read() that can abort a finalizing interpreter. The
+        # database is closed and stdout flushed by now.
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(code)

@@ -18,6 +18,8 @@ without a lookup table; Python callers catch the class they care about::
     ├── PayloadTooLarge        -32005  payload over 1 MiB, result over 256 KiB
     ├── ShuttingDown           -32006  the scheduler is draining or closed
     └── StorageError           -32007  SQLite failed (full, locked, corrupt)
+        ├── DatabaseInUse                another scheduler holds the database
+        └── DatabaseGone                 the file was deleted or replaced under us
 
 Executors signal failure with :class:`TaskError` (retryable or permanent); it is
 not a ``TaskmillError`` because it is raised *by* user code, not *to* it.
@@ -28,6 +30,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "DatabaseGone",
+    "DatabaseInUse",
     "InternalError",
     "InvalidParams",
     "InvalidRequest",
@@ -148,6 +152,31 @@ class StorageError(TaskmillError):
 
     code = -32007
     kind = "storage_error"
+
+
+class DatabaseInUse(StorageError):
+    """Another scheduler (this process or another) holds the database's lock.
+
+    Attributes:
+        path: The database file.
+        holder_pid: The pid of the holder, when it could be read.
+        holder_ws: The holder's WebSocket URL, when it serves one.
+    """
+
+    def __init__(self, path: str, holder_pid: int | None, holder_ws: str | None) -> None:
+        who = f"pid {holder_pid}" if holder_pid is not None else "a process whose pid is unknown"
+        where = f", serving {holder_ws}" if holder_ws else ""
+        super().__init__(
+            f"the database {path} is in use by another taskmill scheduler ({who}{where})"
+        )
+        self.path = path
+        self.holder_pid = holder_pid
+        self.holder_ws = holder_ws
+
+
+class DatabaseGone(StorageError):
+    """The database file (or its write-ahead log) was deleted or replaced
+    while the scheduler ran: nothing more can be written until a restart."""
 
 
 class TaskError(Exception):

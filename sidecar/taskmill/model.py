@@ -431,6 +431,9 @@ class TaskRecord:
     actual_io: IoBudget | None = None
     #: Time spent paused (not on the wire; aging does not count it).
     pause_duration_ms: int = 0
+    #: Why a paused task is paused: "preempted", "domain", "scheduler",
+    #: "group", "schedule" (on the wire for paused records only).
+    pause_reasons: tuple[str, ...] = ()
 
     @property
     def is_history(self) -> bool:
@@ -462,6 +465,8 @@ class TaskRecord:
             "progress": self.progress.to_dict(),
             "expected_io": self.expected_io.to_dict(),
         }
+        if self.status is Status.PAUSED:
+            out["pause_reasons"] = list(self.pause_reasons)
         if self.history_id is not None:
             out["history_id"] = self.history_id
             out["finished_at"] = self.finished_at

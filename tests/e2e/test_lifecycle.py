@@ -177,13 +177,14 @@ async def test_a_database_path_that_cannot_be_opened_exits_2(tmp_path: Path) -> 
 
 
 async def test_an_unusable_database_gives_a_one_line_reason(tmp_path: Path) -> None:
-    (tmp_path / "folder.db").mkdir()
-    dbs = [_unusable_db(tmp_path / content, content) for content in UNUSABLE]
-    dbs.append(tmp_path / "folder.db")
-    # Several at once: the stray traceback is a race that load makes near-certain.
-    runs = await asyncio.gather(
-        *(run_to_exit("--stdio", "--db", str(db)) for db in dbs for _ in range(3))
-    )
+    dbs = []
+    for i in range(3):
+        dbs += [_unusable_db(tmp_path / f"{content}-{i}", content) for content in UNUSABLE]
+        (tmp_path / f"folder-{i}.db").mkdir()
+        dbs.append(tmp_path / f"folder-{i}.db")
+    # Several at once (each on its own file: one database admits one sidecar):
+    # the stray traceback is a race that load makes near-certain.
+    runs = await asyncio.gather(*(run_to_exit("--stdio", "--db", str(db)) for db in dbs))
     for done in runs:
         assert done.code == 2
         _one_line(done.stderr)

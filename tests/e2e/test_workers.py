@@ -237,8 +237,11 @@ async def test_worker_spawn_child(ws_sidecar: SidecarProcess, ws_connect: WsConn
 async def test_register_errors(ws_sidecar: SidecarProcess, ws_connect: WsConnect) -> None:
     sc = ws_sidecar
     worker = await ws_connect(sc)
+    # An undeclared type is the contract's unknown_task_type, as task.submit says.
+    resp = await worker.error("worker.register", {"task_types": ["rw::undeclared"]})
+    assert error_of(resp) == (-32003, "unknown_task_type"), resp
+    assert error_field(resp) == "task_types[0]", resp
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"task_types": ["rw::undeclared"]}, "task_types"),
         ({"task_types": ["demo::echo"]}, "task_types"),
         ({"task_types": []}, "task_types"),
         ({"task_types": [RW, RW]}, "task_types"),

@@ -4,7 +4,6 @@ weighted fairness, rate limits."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from typing import Any
 
@@ -60,32 +59,29 @@ async def test_realtime_submission_preempts_and_work_resumes_after(
     await until(lambda: len(sched.running()) == 4)
     for _ in range(4):
         await sub.get(timeout=5)
-    t0 = time.perf_counter()
     rt = await sched.submit("t::u", None, priority="realtime")
-    preempted = []
-    while len(preempted) < 4:
-        ev = await sub.get(timeout=5)
-        if ev.kind == "preempted":
-            preempted.append(ev)
-    elapsed_ms = (time.perf_counter() - t0) * 1000
-    assert elapsed_ms < 50, f"preemption took {elapsed_ms:.1f} ms"
-    assert {e.task_id for e in preempted} == {r.id for r in bg}
-    assert all(e["by_task_id"] == rt.id for e in preempted)
-    for r in bg:
-        assert (await sched.get(r.id)).status is Status.PAUSED
+    # It needs one slot: one task is preempted (the least urgent, then the
+    # latest started), the other three go on.
     ev = await sub.get(timeout=5)
-    assert ev.kind == "dispatched" and ev.task_id == rt.id
+    assert ev.kind == "preempted" and ev["by_task_id"] == rt.id
+    assert ev.task_id in {r.id for r in bg}
+    assert (await sched.get(ev.task_id)).status is Status.PAUSED
+    assert (await sched.get(ev.task_id)).pause_reasons == ("preempted",)
+    ev2 = await sub.get(timeout=5)
+    assert ev2.kind == "dispatched" and ev2.task_id == rt.id
     # No thrash: nothing resumes while the urgent task runs.
     await sched.tick()
     await sched.tick()
-    assert [r.id for r in sched.running()] == [rt.id]
+    assert sorted(r.id for r in sched.running()) == sorted(
+        [rt.id, *(r.id for r in bg if r.id != ev.task_id)]
+    )
     urgent_release.set()
     hold.release.set()
     await sched.wait_for(rt.id, timeout=5)
     for r in bg:
         rec = await sched.wait_for(r.id, timeout=5)
         assert rec.status is Status.COMPLETED and rec.retry_count == 0
-    assert sched.metrics["preempted"] == 4
+    assert sched.metrics["preempted"] == 1
 
 
 async def test_pause_reasons_are_independent(make_scheduler: MakeScheduler) -> None:
@@ -258,6 +254,34 @@ async def test_aging_clock_is_frozen_while_paused(
     await sched.resume_group("g")
     clock.advance(10_000)
     assert (await sched.get(res.id)).effective_priority == 190
+
+
+async def test_dispatch_order_does_not_count_time_paused(
+    make_scheduler: MakeScheduler, clock: FakeClock
+) -> None:
+    """Within a level, a task paused for a while is less promoted than a younger
+    one never paused; dispatch follows the reported effective priorities."""
+    order: list[str] = []
+
+    async def rec(payload: Any, ctx: Any) -> Any:
+        order.append(payload)
+        return None
+
+    aging = AgingConfig(grace_period_ms=0, aging_interval_ms=1_000, max_effective_priority=0)
+    sched = await make_scheduler(domain(r=rec), clock=clock, aging=aging, max_concurrency=0)
+    paused = await sched.submit("t::r", "paused 100 s", priority=255, group="g")
+    await sched.pause_group("g")
+    clock.advance(1)
+    fresh = await sched.submit("t::r", "never paused", priority=255)
+    clock.advance(100_000)
+    await sched.resume_group("g")
+    clock.advance(50_000)
+    middle = await sched.submit("t::r", "middle", priority=150)
+    effective = {r.id: (await sched.get(r.id)).effective_priority for r in (paused, fresh, middle)}
+    assert effective == {paused.id: 205, fresh.id: 105, middle.id: 150}
+    sched.set_max_concurrency(1)
+    await until(lambda: len(order) == 3)
+    assert order == ["never paused", "middle", "paused 100 s"]
 
 
 async def test_urgent_threshold_bypasses_weights(

@@ -268,9 +268,21 @@ async def test_recurring_pause_resume_cancel(
     assert info["id"] == res.id and info["task_id"] != res.id  # the schedule id is stable
     await sched.pause_recurring(res.id)
     clock.advance(1_000)
-    await until(lambda: len(log.runs) == 2)
     await sched.tick()
-    assert await sched.recurring_list() == []  # paused: no next occurrence
+    assert len(log.runs) == 1  # paused: the queued occurrence is held
+    (held,) = await sched.recurring_list()
+    assert held["paused"] is True and held["status"] == "paused"
+    await sched.resume_recurring(res.id)
+    await until(lambda: len(log.runs) == 2)
+    await sched.pause_recurring(res.id)
+    clock.advance(1_000)
+    await sched.tick()
+    # The schedule outlives its occurrences while paused (it is never dropped).
+    (kept,) = await sched.recurring_list()
+    assert kept["id"] == res.id and kept["paused"] is True and kept["status"] == "paused"
+    assert len(log.runs) == 2
+    await sched.cancel_recurring(res.id)
+    assert await sched.recurring_list() == []
     res2 = await sched.submit(
         "t::l", "job2", recurring=Recurring(interval_ms=1_000), run_after_ms=50_000
     )

@@ -38,9 +38,10 @@ CLOSE_UNAUTHORIZED = 4401
 
 
 async def ws_sidecar(
-    spawn: Spawn, *extra: str, env: dict[str, str] | None = None
+    spawn: Spawn, *extra: str, env: dict[str, str] | None = None, db: Path | None = None
 ) -> SidecarProcess:
-    return await spawn("--ws", *extra, env=env)
+    """A sidecar serving WebSocket (on ``db``: one database admits one sidecar)."""
+    return await spawn("--ws", *extra, env=env, db=db)
 
 
 async def refused_request(ws: WsClient) -> None:
@@ -181,9 +182,11 @@ async def test_no_origin_and_no_token_gets_nothing(spawn: Spawn) -> None:
     assert sc.proc.returncode is None
 
 
-async def test_the_token_is_random_per_launch_and_never_in_argv(spawn: Spawn) -> None:
-    a = await ws_sidecar(spawn)
-    b = await ws_sidecar(spawn)
+async def test_the_token_is_random_per_launch_and_never_in_argv(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    a = await ws_sidecar(spawn, db=tmp_path / "a.db")
+    b = await ws_sidecar(spawn, db=tmp_path / "b.db")
     ta, tb = a.ws_token, b.ws_token
     assert ta and tb and ta != tb
     assert len(ta) >= 43, "at least 256 bits, urlsafe base64"
@@ -191,7 +194,7 @@ async def test_the_token_is_random_per_launch_and_never_in_argv(spawn: Spawn) ->
         assert token.encode() not in proc_file(sc.pid, "cmdline")
     # A launcher-chosen token travels in the environment only (0400 environ).
     secret = "launcher-secret-" + "q" * 40
-    c = await ws_sidecar(spawn, env=child_env({"TASKMILL_TOKEN": secret}))
+    c = await ws_sidecar(spawn, env=child_env({"TASKMILL_TOKEN": secret}), db=tmp_path / "c.db")
     assert c.ready["transports"]["ws"]["token"] is None
     assert secret.encode() not in proc_file(c.pid, "cmdline")
     assert secret not in json.dumps(await c.result("sidecar.info"))
@@ -207,8 +210,10 @@ def listening(pid: int) -> list[tuple[str, int]]:
     return [(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
 
 
-async def test_the_websocket_listens_on_loopback_only_unless_told(spawn: Spawn) -> None:
-    sc = await ws_sidecar(spawn)
+async def test_the_websocket_listens_on_loopback_only_unless_told(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    sc = await ws_sidecar(spawn, db=tmp_path / "a.db")
     socks = listening(sc.pid)
     assert socks, "no listening socket"
     assert {ip for ip, _ in socks} == {"127.0.0.1"}, socks
@@ -225,10 +230,10 @@ async def test_the_websocket_listens_on_loopback_only_unless_told(spawn: Spawn) 
         with pytest.raises(OSError), socket.create_connection((addr, port), timeout=2):
             pass
     # Only --ws-host widens it.
-    wide = await spawn("--ws", "--ws-host", "0.0.0.0")
+    wide = await ws_sidecar(spawn, "--ws-host", "0.0.0.0", db=tmp_path / "b.db")
     assert {ip for ip, _ in listening(wide.pid)} == {"0.0.0.0"}
     # Without --ws there is no listening socket at all.
-    plain = await spawn()
+    plain = await spawn(db=tmp_path / "c.db")
     assert listening(plain.pid) == []
 
 

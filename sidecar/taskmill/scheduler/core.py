@@ -26,10 +26,10 @@ from typing import Any, Literal, Protocol
 
 from ..clock import Clock, SystemClock
 from ..errors import (
+    DatabaseGone,
     InvalidParams,
     InvalidState,
     NotFound,
-    PayloadTooLarge,
     ShuttingDown,
     StorageError,
     TaskError,
@@ -48,6 +48,7 @@ from ..model import (
 )
 from ..resource import Sampler
 from ..store import db
+from ..store.lock import DatabaseLock
 from ..store.rows import Finish, NewTask
 from ..store.store import Store
 from .awareness import Awareness
@@ -60,12 +61,14 @@ from .policy import (
     MAX_DURATION_MS,
     decide_failure,
     dedup_key,
+    describe_error,
     encode_payload,
     encode_result,
     next_wake_ms,
     policy_from_json,
     resolve_submission,
 )
+from .threads import ExecutorThreads, ThreadSlot, bind
 
 __all__ = ["RemoteExecutors", "Scheduler"]
 
@@ -105,6 +108,8 @@ class Execution:
     reported_at_ms: int | None = None
     #: The Python value returned, kept for the ``completed`` event.
     value: Any = None
+    #: Executor threads this run has busy (see :mod:`taskmill.scheduler.threads`).
+    threads: ThreadSlot = field(default_factory=ThreadSlot)
 
 
 class Scheduler:
@@ -146,6 +151,10 @@ class Scheduler:
         self._store: Store | None = None
         self._running: dict[int, Execution] = {}
         self._stopping_execs: set[Execution] = set()
+        #: Stopped executions whose plain-def code still holds a thread: each
+        #: counts against the concurrency limit until its thread returns.
+        self._zombies: set[Execution] = set()
+        self._threads = ExecutorThreads()
         self._finished: list[tuple[Finish, Execution]] = []
         self._wake_event = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -189,6 +198,8 @@ class Scheduler:
         self._recheck_preempted = False
         self._next_sweep = 0
         self._background: set[asyncio.Task[Any]] = set()
+        #: The database's exclusive lock while started (None for in-memory databases).
+        self.lock: DatabaseLock | None = None
         self.clock.on_change(self.wake)
 
     # ------------------------------------------------------------------
@@ -198,18 +209,33 @@ class Scheduler:
         """Open the database, recover from a crash, and start dispatching.
 
         Raises:
+            DatabaseInUse: another scheduler holds the database (nothing was read
+                or written).
             StorageError: the database cannot be opened (it is left untouched).
         """
         if self._store is not None:
             return self
-        self._store = await Store.open(
-            self.path,
-            synchronous=self.config.synchronous.upper(),
-            busy_timeout_ms=self.config.busy_timeout_ms,
-        )
-        now = self.clock.now_ms()
-        recovery = await self._store.write(lambda c: db.recover(c, now))
-        groups, domains = await self._store.read(db.load_pauses)
+        # One scheduler per database, taken before anything is read: a second
+        # one would recover (rerun) the first one's running tasks.
+        if self.path not in ("", ":memory:") and not self.path.startswith("file:"):
+            self.lock = DatabaseLock.acquire(self.path)
+        try:
+            self._store = await Store.open(
+                self.path,
+                synchronous=self.config.synchronous.upper(),
+                busy_timeout_ms=self.config.busy_timeout_ms,
+            )
+            now = self.clock.now_ms()
+            recovery = await self._store.write(lambda c: db.recover(c, now))
+            groups, domains = await self._store.read(db.load_pauses)
+        except BaseException:
+            if self._store is not None:
+                with contextlib.suppress(Exception):
+                    await self._store.close()
+                self._store = None
+            if self.lock is not None:
+                self.lock.release()
+            raise
         self.policy.paused_groups.update(groups)
         self.policy.paused_domains.update(domains)
         if recovery.parents_ready:
@@ -302,10 +328,11 @@ class Scheduler:
             if e.outcome is not Outcome.DUPLICATE
             and e.record is not None
             and e.record.priority <= self.config.preempt_priority
+            and e.record.status is Status.PENDING
+            and (e.record.run_after is None or e.record.run_after <= now)
         ]
         if urgent:
-            best = min(urgent, key=lambda r: r.priority)
-            await self._preempt(best.priority, best.id)
+            await self._preempt(urgent)
         return results
 
     async def _parent_record(self, parent_id: int) -> TaskRecord:
@@ -373,6 +400,8 @@ class Scheduler:
             try:
                 await self._turn()
                 backoff = 0.0
+            except DatabaseGone:
+                backoff = 2.0  # the store said why, once; nothing can be written now
             except StorageError as exc:
                 backoff = min(2.0, backoff * 2 or 0.05)
                 log.error("dispatch turn failed, retrying in %.2fs: %s", backoff, exc)
@@ -395,11 +424,7 @@ class Scheduler:
             now = self.clock.now_ms()
             # Delayed work that is due only matters with a free slot; when all
             # are busy, a finishing task wakes the loop.
-            free = (
-                self._dispatching
-                and not self._paused
-                and (len(self._running) < self._max_concurrency)
-            )
+            free = self._dispatching and not self._paused and self._free_slots() > 0
             due = self._next_due if free else None
             for t in (self.policy.next_group_resume(), self._next_sweep or None):
                 if t is not None:
@@ -416,6 +441,18 @@ class Scheduler:
                         await self._wake_event.wait()
             else:
                 await asyncio.sleep(0)  # never spin without letting the loop run
+
+    def _free_slots(self) -> int:
+        """Slots the concurrency limit leaves: running executions and threads
+        still held by stopped ones count."""
+        return max(0, self._max_concurrency - len(self._running) - len(self._zombies))
+
+    def _thread_freed(self, slot: ThreadSlot) -> None:
+        for ex in self._zombies:
+            if ex.threads is slot:
+                self._zombies.discard(ex)
+                self.wake()
+                return
 
     def _resolve_tick_waiters(self) -> None:
         if not self._tick_waiters:
@@ -500,7 +537,7 @@ class Scheduler:
         finished, self._finished = self._finished, []
         limit = 0
         if self._dispatching and not self._paused:
-            limit = max(0, self._max_concurrency - len(self._running))
+            limit = self._free_slots()
         due = self._next_due is not None and self._next_due <= now
         if not finished and limit == 0 and not due:
             return
@@ -680,17 +717,31 @@ class Scheduler:
             phase=claimed.phase,
             policy=policy_from_json(claimed.retry_policy_json, self.config.retry),
             memo=None if claimed.memo_json is None else json.loads(claimed.memo_json),
+            threads=ThreadSlot(self._thread_freed),
         )
         self._running[rec.id] = ex
         self._idle.clear()
         self.metrics["dispatched"] += 1
         self.events.emit("dispatched", rec, attempt=rec.retry_count + 1)
-        ex.task = loop.create_task(self._execute(ex), name=f"taskmill-task-{rec.id}")
+        ex.task = loop.create_task(
+            self._execute(ex),
+            name=f"taskmill-task-{rec.id}",
+            context=bind(self._threads, ex.threads),
+        )
         if executor is not None and executor.release is not None:
             release = executor.release
             ex.task.add_done_callback(lambda _t: release())
 
     async def _execute(self, ex: Execution) -> None:
+        """Run one execution; every way it can end becomes a recorded outcome.
+
+        Task code is the app's and misbehaves: anything it raises
+        (``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit``, a
+        ``CancelledError`` of its own) ends the attempt as a failure, and so
+        does a result that cannot be stored. The only run left without an
+        outcome here is one the scheduler stopped itself (cancel, pause,
+        preemption, shutdown): whoever stopped it has written its row.
+        """
         rec = ex.record
         finish: Finish | None = None
         try:
@@ -700,55 +751,78 @@ class Scheduler:
                 value = await self._finalize(ex)
             else:
                 value = await ex.executor.execute(rec.payload, ex.ctx)
-        except asyncio.CancelledError:
-            finish = None
-            if not ex.ctx.cancelled.is_set():
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if ex.ctx.cancelled.is_set() or (task is not None and task.cancelling()):
+                # Stopped by us (the row is handled), or the loop is being torn
+                # down (the row is recovered at the next start).
+                self._end_execution(ex, None)
                 raise
-        except Exception as exc:
-            decision = decide_failure(exc, rec.retry_count, rec.max_retries, ex.policy, self._rng)
-            if not isinstance(exc, TaskmillError):
-                log.debug("task %s failed: %s", rec.id, decision.message)
-            finish = Finish(
+            finish = self._failure(ex, exc)
+        except BaseException as exc:  # task code raises anything
+            finish = self._failure(ex, exc)
+        else:
+            finish = self._success(ex, value)
+        self._end_execution(ex, finish)
+
+    def _failure(self, ex: Execution, exc: BaseException) -> Finish:
+        rec = ex.record
+        decision = decide_failure(exc, rec.retry_count, rec.max_retries, ex.policy, self._rng)
+        if not isinstance(exc, TaskmillError):
+            log.debug("task %s failed: %s", rec.id, decision.message)
+        return Finish(
+            task_id=rec.id,
+            dispatch_count=ex.dispatch_count,
+            kind=decision.kind,
+            error=decision.message,
+            retry_delay_ms=decision.delay_ms,
+            actual_io=ex.ctx.actual_io,
+            phase=ex.phase,
+        )
+
+    def _success(self, ex: Execution, value: Any) -> Finish:
+        rec = ex.record
+        try:
+            result_json = encode_result(value)
+        except Exception as exc:  # every way a value cannot be stored
+            message = exc.message if isinstance(exc, TaskmillError) else describe_error(exc)
+            return Finish(
                 task_id=rec.id,
                 dispatch_count=ex.dispatch_count,
-                kind=decision.kind,
-                error=decision.message,
-                retry_delay_ms=decision.delay_ms,
+                kind="failed",
+                error=f"the result cannot be stored: {message}",
                 actual_io=ex.ctx.actual_io,
                 phase=ex.phase,
             )
-        else:
-            try:
-                result_json = encode_result(value)
-            except (InvalidParams, PayloadTooLarge) as exc:
-                finish = Finish(
-                    task_id=rec.id,
-                    dispatch_count=ex.dispatch_count,
-                    kind="failed",
-                    error=exc.message,
-                    actual_io=ex.ctx.actual_io,
-                    phase=ex.phase,
-                )
-            else:
-                ex.value = value
-                finish = Finish(
-                    task_id=rec.id,
-                    dispatch_count=ex.dispatch_count,
-                    kind="completed",
-                    result_json=result_json,
-                    actual_io=ex.ctx.actual_io,
-                    phase=ex.phase,
-                    may_have_children=ex.ctx.spawned > 0 or ex.dispatch_count > 1,
-                )
-        finally:
-            if self._running.get(rec.id) is ex:
-                del self._running[rec.id]
-            self._stopping_execs.discard(ex)
-            if not self._running:
-                self._idle.set()
-            if finish is not None:
-                self._finished.append((finish, ex))
-            self.wake()
+        ex.value = value
+        return Finish(
+            task_id=rec.id,
+            dispatch_count=ex.dispatch_count,
+            kind="completed",
+            result_json=result_json,
+            actual_io=ex.ctx.actual_io,
+            phase=ex.phase,
+            may_have_children=ex.ctx.spawned > 0 or ex.dispatch_count > 1,
+        )
+
+    def _end_execution(self, ex: Execution, finish: Finish | None) -> None:
+        """Bookkeeping when an execution's coroutine ends, with its outcome."""
+        rec = ex.record
+        stopped = ex.ctx.cancelled.is_set()
+        if self._running.get(rec.id) is ex:
+            del self._running[rec.id]
+            if finish is None and not stopped:
+                # Never drop a run silently: an execution still counted as
+                # running must leave an outcome (the loop is being torn down).
+                log.warning("task %s: execution ended without an outcome", rec.id)
+        self._stopping_execs.discard(ex)
+        if ex.threads.busy:
+            self._zombies.add(ex)
+        if not self._running:
+            self._idle.set()
+        if finish is not None and not stopped:
+            self._finished.append((finish, ex))
+        self.wake()
 
     async def _finalize(self, ex: Execution) -> Any:
         """Run a parent's finalize once its children are done (or take execute's result)."""
@@ -792,7 +866,11 @@ class Scheduler:
             try:
                 async with asyncio.timeout(timeout):
                     await hook(ex.record.payload, ex.ctx)
-            except Exception:
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise  # the scheduler is shutting down
+                log.warning("on_cancel hook of task %s raised CancelledError", ex.record.id)
+            except BaseException:  # task code raises anything
                 log.warning("on_cancel hook of task %s failed", ex.record.id, exc_info=True)
 
         t = asyncio.get_running_loop().create_task(run())
@@ -845,7 +923,9 @@ class Scheduler:
 
     async def retry_dead_letter(self, task_id: int) -> SubmitResult:
         """Resubmit a dead-lettered task as a new task (retry count 0)."""
-        rec = await self.store.read(lambda c: db.retry_source(c, task_id))
+        rec, policy_json = await self.store.read(lambda c: db.retry_source(c, task_id))
+        # The task comes back with its own retry policy and retry budget.
+        policy = policy_from_json(policy_json, self.config.retry)
         sub = Submission(
             task_type=rec.task_type,
             payload=rec.payload,
@@ -855,6 +935,7 @@ class Scheduler:
             group=rec.group,
             tags=dict(rec.tags),
             expected_io=rec.expected_io,
+            retry=dataclasses.replace(policy, max_retries=rec.max_retries),
         )
         return (await self.submit_many([sub]))[0]
 
@@ -917,15 +998,26 @@ class Scheduler:
         ex = self._running.get(task_id)
         return None if ex is None else ex.ctx
 
-    async def _preempt(self, priority: int, by_task_id: int) -> None:
-        """Pause every running task less urgent than ``priority`` (it resumes once
-        no urgent task is ahead of it)."""
-        execs = [
-            ex
-            for ex in self._running.values()
-            if ex.record.effective_priority > priority and ex.record.id != by_task_id
-        ]
-        if execs:
+    async def _preempt(self, urgent: Sequence[TaskRecord]) -> None:
+        """Make room for urgent tasks: pause as few running tasks as they need
+        slots, the least urgent first (and, among equals, the latest started,
+        which loses the least work). They resume once no urgent task is ahead."""
+        waiting = sorted(urgent, key=lambda r: (r.priority, r.id))[self._free_slots() :]
+        if not waiting:
+            return
+        candidates = sorted(
+            self._running.values(),
+            key=lambda ex: (-ex.record.effective_priority, -(ex.record.started_at or 0)),
+        )
+        chosen: dict[int, list[Execution]] = {}
+        taken: set[int] = set()
+        for rec in waiting:
+            for ex in candidates:
+                if ex.record.id not in taken and ex.record.effective_priority > rec.priority:
+                    taken.add(ex.record.id)
+                    chosen.setdefault(rec.id, []).append(ex)
+                    break
+        for by_task_id, execs in chosen.items():
             done = await self._pause_running(execs, db.PAUSE_PREEMPTION, "preempted", by_task_id)
             if done:
                 self._preempted = True
@@ -945,16 +1037,24 @@ class Scheduler:
         return await self.store.read(lambda c: db.schedules(c, domain))
 
     async def pause_recurring(self, schedule_id: int) -> None:
-        """Stop enqueuing occurrences (the current one still runs).
+        """Pause a schedule: its queued occurrence is held (a running one
+        finishes) and so is each next one, until resumed or cancelled.
 
         Raises:
             NotFound: no active schedule with that (schedule or task) id.
         """
-        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, True))
+        now = self.clock.now_ms()
+        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, True, now))
 
     async def resume_recurring(self, schedule_id: int) -> None:
-        """Undo :meth:`pause_recurring`."""
-        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, False))
+        """Undo :meth:`pause_recurring`: the held occurrence runs when due."""
+        now = self.clock.now_ms()
+        resumed = await self.store.write(
+            lambda c: db.set_schedule_paused(c, schedule_id, False, now)
+        )
+        if resumed:
+            self.policy.invalidate_counts()
+            self.wake()
 
     async def cancel_recurring(self, schedule_id: int) -> None:
         """End a schedule: its current occurrence is cancelled.
@@ -965,8 +1065,23 @@ class Scheduler:
         row = await self.store.read(lambda c: db.find_schedule(c, schedule_id))
         if row is None:
             raise NotFound(f"no recurring schedule {schedule_id}", field="id")
-        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, True))
+        now = self.clock.now_ms()
+        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, True, now))
         await self.cancel(int(row["id"]))
+
+    # -- worker-declared types ---------------------------------------------------
+
+    async def remember_worker_type(self, task_type: str, config: Mapping[str, Any]) -> None:
+        """Persist a type a remote worker declared inline (its tasks then wait
+        in ``pending`` across restarts until a worker serves it)."""
+        now = self.clock.now_ms()
+        text = json.dumps(dict(config), sort_keys=True)
+        await self.store.write(lambda c: db.save_worker_type(c, task_type, text, now))
+
+    async def remembered_worker_types(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every persisted worker declaration: ``(task_type, config)``."""
+        rows = await self.store.read(db.worker_types)
+        return [(t, json.loads(cfg)) for t, cfg in rows]
 
     # -- domains -------------------------------------------------------------
 
@@ -1182,9 +1297,14 @@ class Scheduler:
         if self._ticker is not None:
             self._ticker.cancel()
         self.awareness.stop()
+        self._threads.shutdown()
         self.events.close_all()
-        await self._store.close()
-        self._closed.set()
+        try:
+            await self._store.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+            self._closed.set()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -1381,14 +1501,17 @@ class Scheduler:
     async def snapshot(self, domain: str | None = None) -> dict[str, Any]:
         """Everything a UI needs in one call (protocol section 7)."""
 
-        def read(conn: Any) -> tuple[dict[str, int], dict[str, dict[str, int]], Any]:
+        def read(
+            conn: Any,
+        ) -> tuple[dict[str, int], dict[str, dict[str, int]], Any, dict[str, int]]:
             return (
                 db.status_counts(conn, domain),
                 db.domain_counts(conn),
                 db.group_counts(conn),
+                db.pause_reason_counts(conn, domain),
             )
 
-        counts, domain_counts, group_counts = await self.store.read(read)
+        counts, domain_counts, group_counts, pause_reasons = await self.store.read(read)
         await self._seed_durations()
         now = self.clock.now_ms()
         every = self.running()
@@ -1418,6 +1541,7 @@ class Scheduler:
             "blocked_count": counts.get("blocked", 0),
             "waiting_count": counts.get("waiting", 0),
             "running_count": len(running),
+            "pause_reasons": pause_reasons,
             "progress": [
                 {
                     "task_id": r.id,

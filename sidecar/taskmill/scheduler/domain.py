@@ -11,7 +11,6 @@ Defaults are layered per call > type > domain > scheduler.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ..errors import InvalidParams, UnknownTaskType
 from ..model import IoBudget, RetryPolicy, TtlFrom, check_name, parse_priority, split_task_type
+from .threads import run_sync
 
 if TYPE_CHECKING:
     from .context import TaskContext
@@ -38,10 +38,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
-    """Await ``fn(*args)`` if it is a coroutine function, else run it in a thread."""
+    """Await ``fn(*args)`` if it is a coroutine function, else run it in a thread
+    (the scheduler's executor threads, see :mod:`taskmill.scheduler.threads`)."""
     if inspect.iscoroutinefunction(fn):
         return await fn(*args)
-    result = await asyncio.to_thread(fn, *args)
+    result = await run_sync(fn, *args)
     if inspect.isawaitable(result):
         return await result
     return result

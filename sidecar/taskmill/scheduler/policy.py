@@ -90,6 +90,31 @@ def _check_integers(value: Any, text: str, field_name: str) -> None:
             )
 
 
+def _encode(value: Any, field_name: str, what: str, *, sort_keys: bool = False) -> str:
+    """JSON text of a value of the JSON data model, with every way to fail named.
+
+    Raises:
+        InvalidParams: not a JSON value, nested too deep, or holding a lone
+            surrogate (which no UTF-8 file or socket can carry).
+    """
+    try:
+        text = _dumps(value, sort_keys=sort_keys)
+    except RecursionError as exc:
+        raise InvalidParams(f"{what} is nested too deeply to store", field=field_name) from exc
+    except (TypeError, ValueError) as exc:
+        raise InvalidParams(f"{what} is not a JSON value: {exc}", field=field_name) from exc
+    if not text.isascii():  # O(1): CPython knows
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidParams(
+                f"{what} holds a lone surrogate ({exc.object[exc.start : exc.end]!r}), "
+                "which is not valid UTF-8",
+                field=field_name,
+            ) from exc
+    return text
+
+
 def encode_payload(payload: Any, field_name: str = "payload") -> tuple[str, str]:
     """Encode a payload as stored JSON and as canonical JSON (for the dedup key).
 
@@ -97,10 +122,7 @@ def encode_payload(payload: Any, field_name: str = "payload") -> tuple[str, str]
         InvalidParams: the value is not of the JSON data model.
         PayloadTooLarge: it is over 1 MiB encoded.
     """
-    try:
-        text = _dumps(payload)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParams(f"{field_name} is not a JSON value: {exc}", field=field_name) from exc
+    text = _encode(payload, field_name, field_name)
     if len(text) > MAX_PAYLOAD_BYTES // 4 and len(text.encode()) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(
             f"{field_name} is {len(text.encode())} bytes encoded; the limit is "
@@ -116,14 +138,12 @@ def encode_result(result: Any) -> str:
     """Encode an executor's return value for history.
 
     Raises:
-        InvalidParams: not of the JSON data model.
+        InvalidParams: not of the JSON data model (nested too deeply, a lone
+            surrogate, an object JSON cannot hold, an integer out of range).
         PayloadTooLarge: over 256 KiB encoded.
     """
-    try:
-        text = _dumps(result)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParams(f"the result is not a JSON value: {exc}", field="result") from exc
-    size = len(text.encode())
+    text = _encode(result, "result", "the result")
+    size = len(text) if text.isascii() else len(text.encode())
     if size > MAX_RESULT_BYTES:
         raise PayloadTooLarge(
             f"the result is {size} bytes encoded; the limit is {MAX_RESULT_BYTES} (256 KiB)",
@@ -330,7 +350,10 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, TaskError):
         return exc.message
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if not isinstance(exc, Exception):
+        message += " (raised by task code; it ends this attempt, not the scheduler)"
+    return message
 
 
 def decide_failure(
@@ -340,9 +363,17 @@ def decide_failure(
     policy: RetryPolicy,
     rng: random.Random | None = None,
 ) -> FailureDecision:
-    """Retry, fail or dead-letter after ``exc``; any non-TaskError is retryable."""
+    """Retry, fail or dead-letter after ``exc``.
+
+    Any error is retryable but a permanent :class:`TaskError` and the
+    ``SystemExit`` / ``KeyboardInterrupt`` of task code that meant to end the
+    program (running it again would do so again).
+    """
     message = describe_error(exc)
-    retryable = exc.retryable if isinstance(exc, TaskError) else True
+    if isinstance(exc, TaskError):
+        retryable = exc.retryable
+    else:
+        retryable = not isinstance(exc, SystemExit | KeyboardInterrupt)
     if not retryable:
         return FailureDecision("failed", message, False, 0)
     if retry_count >= max_retries:

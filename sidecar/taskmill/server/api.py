@@ -300,7 +300,7 @@ async def events_unsubscribe(s: Session, p: m.EventsUnsubscribeParams) -> Any:
 
 @handler("worker.register")
 async def worker_register(s: Session, p: m.WorkerRegisterParams) -> Any:
-    return {"worker": s.register_worker(p)}
+    return {"worker": await s.register_worker(p)}
 
 
 @handler("worker.unregister")

@@ -1,10 +1,13 @@
 """The sidecar process: scheduler, transports, readiness and shutdown.
 
-Start-up: open the database (migrate, recover), start the WebSocket server if
-asked, write ``sidecar.ready`` as the first stdout line, then serve. Shutdown
-(stdin EOF, SIGTERM/SIGINT, ``sidecar.shutdown``, the parent process gone):
+Start-up: take the database's lock (a second sidecar exits with code 3),
+open the database (migrate, recover), start the WebSocket server if asked,
+write ``sidecar.ready`` as the first stdout line, then serve. Shutdown (stdin
+EOF, SIGTERM/SIGINT/SIGHUP, ``sidecar.shutdown``, the parent process gone):
 stop dispatching, emit ``shutdown``, drain running tasks up to the drain
-timeout, put the rest back to pending, close the database, exit 0.
+timeout, put the rest back to pending, close the database, exit 0. The
+:class:`~taskmill.server.lifeline.Lifeline` ends the process within the drain
+timeout plus a grace period if task code keeps the loop from doing so.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
+import stat
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -22,13 +25,15 @@ from typing import Any, BinaryIO
 
 from .._version import __version__
 from ..config import ConfigError, FileConfig, _domain
-from ..errors import InvalidParams, StorageError
+from ..errors import DatabaseInUse, InvalidParams, StorageError
 from ..protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, LineDecoder
 from ..protocol.messages import notification
 from ..protocol.methods import PROTOCOL_VERSION
 from ..scheduler.config import SchedulerConfig
 from ..scheduler.core import Scheduler
 from ..scheduler.domain import Domain
+from ..store.store import rescue_running
+from .lifeline import Lifeline
 from .session import Session
 from .stdio import LineWriter, StdinReader
 from .workers import WorkerPool
@@ -41,6 +46,8 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_STARTUP = 2
+#: Another scheduler holds the database (protocol section 9).
+EXIT_IN_USE = 3
 
 
 @dataclass(kw_only=True)
@@ -87,6 +94,7 @@ class Sidecar:
         self._stdout = stdout
         self._shutdown: asyncio.Future[tuple[str, int | None]] | None = None
         self._writer: LineWriter | None = None
+        self.lifeline: Lifeline | None = None
 
     # -- what the methods need ---------------------------------------------
 
@@ -161,9 +169,11 @@ class Sidecar:
         self.scheduler.registry.domain(domain_name, create=True).types[name] = tt
 
     def request_shutdown(self, mode: str = "graceful", timeout_ms: int | None = None) -> None:
-        """Begin shutting down (idempotent)."""
+        """Begin shutting down (idempotent). Runs on the event loop."""
         if self._shutdown is not None and not self._shutdown.done():
             self._shutdown.set_result((mode, timeout_ms))
+            if self.lifeline is not None:
+                self.lifeline.arm(mode, None if timeout_ms is None else timeout_ms / 1000)
 
     # -- running -------------------------------------------------------------
 
@@ -174,6 +184,9 @@ class Sidecar:
         out = self._stdout or sys.stdout.buffer
         try:
             await self.scheduler.start()
+        except DatabaseInUse as exc:
+            print(f"taskmill-sidecar: {exc.message}", file=sys.stderr, flush=True)
+            return EXIT_IN_USE
         except StorageError as exc:
             reason = exc.message
             if self.scheduler.path not in reason:
@@ -181,6 +194,7 @@ class Sidecar:
             print(f"taskmill-sidecar: {reason}", file=sys.stderr, flush=True)
             return EXIT_STARTUP
         self._apply_file_config()
+        await self._restore_worker_types()
         server = None
         try:
             if self.options.ws:
@@ -195,15 +209,35 @@ class Sidecar:
             print(f"taskmill-sidecar: cannot listen for WebSocket: {exc}", file=sys.stderr)
             await self.scheduler.shutdown("hard")
             return EXIT_STARTUP
+        if self.scheduler.lock is not None:
+            self.scheduler.lock.describe(ws=self.ws_url)
         # Signals and the watchdog are in place before the ready line, so a
         # launcher that acts on it at once cannot race them.
-        self._install_signals(loop)
+        path = self.scheduler.path
+        self.lifeline = lifeline = Lifeline(
+            call_on_loop=loop.call_soon_threadsafe,
+            request_shutdown=self.request_shutdown,
+            rescue=lambda: rescue_running(path, self.scheduler.clock.now_ms()),
+            drain_timeout_s=self.scheduler.config.drain_timeout_ms / 1000,
+        )
+        if threading.current_thread() is threading.main_thread():
+            lifeline.install_signals()
         if self.options.parent_pid is not None:
-            _start_parent_watchdog(self.options.parent_pid, loop, self.request_shutdown)
+            lifeline.watch_parent(self.options.parent_pid)
         self._writer = LineWriter(out, loop)
         self._writer.send(notification("sidecar.ready", self._ready_params()))
         if self.options.stdio:
             self._serve_stdio(loop)
+        elif self._stdin is None and _is_pipe(sys.stdin):
+            # Served over WebSocket only, but launched with a pipe on stdin:
+            # its end of file still means the parent is gone.
+            StdinReader(
+                sys.stdin.buffer,
+                loop,
+                lambda _data: None,
+                lambda: None,
+                on_eof_thread=self._stdin_closed,
+            ).start()
         mode, timeout_ms = await self._shutdown
         log.info("shutting down (%s)", mode)
         self.closing = True
@@ -218,7 +252,13 @@ class Sidecar:
             except TimeoutError:
                 log.warning("WebSocket connections did not close in time")
         await asyncio.to_thread(self._writer.flush_and_stop)
+        lifeline.finished.set()
         return EXIT_OK
+
+    def _stdin_closed(self) -> None:
+        """From the stdin thread: the parent is gone, even if the loop is blocked."""
+        if self.lifeline is not None:
+            self.lifeline.begin("graceful", "stdin closed")
 
     def _apply_file_config(self) -> None:
         fc = self.options.file_config
@@ -236,6 +276,18 @@ class Sidecar:
             sched.set_rate_limit(task_type=task_type, per_second=r.per_second, burst=r.burst)
         for group, r in fc.group_rate_limits.items():
             sched.set_rate_limit(group=group, per_second=r.per_second, burst=r.burst)
+
+    async def _restore_worker_types(self) -> None:
+        """Declare again the types workers declared inline before a restart, so
+        their queued tasks wait for a worker instead of failing."""
+        registry = self.scheduler.registry
+        for task_type, config in await self.scheduler.remembered_worker_types():
+            if registry.find(task_type) is not None:
+                continue  # declared by the config file or Python code now
+            try:
+                self.declare_type(task_type, config, source="worker")
+            except InvalidParams as exc:
+                log.warning("cannot restore worker type %s: %s", task_type, exc)
 
     def _ready_params(self) -> dict[str, Any]:
         return {
@@ -264,40 +316,19 @@ class Sidecar:
             log.info("stdin closed: the parent is gone")
             self.request_shutdown("graceful")
 
-        StdinReader(self._stdin or sys.stdin.buffer, loop, on_data, on_eof).start()
-
-    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self.request_shutdown, "graceful")
-            except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not main
-                try:
-                    signal.signal(
-                        sig,
-                        lambda *_: loop.call_soon_threadsafe(self.request_shutdown, "graceful"),
-                    )
-                except ValueError:
-                    pass
+        StdinReader(
+            self._stdin or sys.stdin.buffer,
+            loop,
+            on_data,
+            on_eof,
+            on_eof_thread=self._stdin_closed if self._stdin is None else None,
+        ).start()
 
 
-def _start_parent_watchdog(
-    pid: int, loop: asyncio.AbstractEventLoop, on_gone: Any, interval_s: float = 0.5
-) -> threading.Thread:
-    """A thread (not a task: blocking work cannot starve it) that polls the parent."""
-    import psutil
-
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.wait(interval_s):
-            if not psutil.pid_exists(pid):
-                log.info("parent process %d is gone", pid)
-                try:
-                    loop.call_soon_threadsafe(on_gone, "graceful")
-                except RuntimeError:
-                    pass
-                return
-
-    thread = threading.Thread(target=watch, name="taskmill-parent-watchdog", daemon=True)
-    thread.start()
-    return thread
+def _is_pipe(stream: Any) -> bool:
+    """True for a pipe or socket (a launcher's), false for a TTY, a file or /dev/null."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)

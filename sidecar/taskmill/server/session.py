@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._version import __version__
-from ..errors import InternalError, InvalidParams, ShuttingDown, TaskmillError, Unauthorized
+from ..errors import (
+    InternalError,
+    InvalidParams,
+    ShuttingDown,
+    TaskmillError,
+    Unauthorized,
+    UnknownTaskType,
+)
 from ..protocol.codec import Decoded, DecodedItem
 from ..protocol.messages import (
     ErrorResponse,
@@ -197,16 +204,18 @@ class Session:
         sub.close()
         return True
 
-    def register_worker(self, p: WorkerRegisterParams) -> str:
+    async def register_worker(self, p: WorkerRegisterParams) -> str:
         registry = self.app.scheduler.registry
+        for i, t in enumerate(p.task_types):
+            if t.config is None and registry.find(t.task_type) is None:
+                raise UnknownTaskType(
+                    f"task type {t.task_type!r} is not declared; pass a config to declare it",
+                    field=f"task_types[{i}]",
+                )
         for t in p.task_types:
             if t.config is not None:
                 self.app.declare_type(t.task_type, t.config, source="worker")
-            elif registry.find(t.task_type) is None:
-                raise InvalidParams(
-                    f"task type {t.task_type!r} is not declared; pass a config to declare it",
-                    field="task_types",
-                )
+                await self.app.scheduler.remember_worker_type(t.task_type, t.config)
         worker = self.app.workers.register(
             self, frozenset(t.task_type for t in p.task_types), p.concurrency
         )

@@ -104,7 +104,12 @@ class LineWriter:
 
 
 class StdinReader:
-    """Reads stdin in chunks on a thread and hands them to the event loop."""
+    """Reads stdin in chunks on a thread and hands them to the event loop.
+
+    ``on_eof`` runs on the loop after the last data; ``on_eof_thread``, if
+    given, runs on the reader thread right after scheduling it, so end of
+    file is acted on even while task code blocks the loop.
+    """
 
     def __init__(
         self,
@@ -112,11 +117,14 @@ class StdinReader:
         loop: asyncio.AbstractEventLoop,
         on_data: Callable[[bytes], None],
         on_eof: Callable[[], None],
+        *,
+        on_eof_thread: Callable[[], None] | None = None,
     ) -> None:
         self._stream = stream
         self._loop = loop
         self._on_data = on_data
         self._on_eof = on_eof
+        self._on_eof_thread = on_eof_thread
         self._thread = threading.Thread(target=self._run, name="taskmill-stdin", daemon=True)
 
     def start(self) -> None:
@@ -137,4 +145,6 @@ class StdinReader:
         try:
             self._loop.call_soon_threadsafe(self._on_eof)
         except RuntimeError:
-            pass
+            return
+        if self._on_eof_thread is not None:
+            self._on_eof_thread()

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import InvalidParams, NotFound, TaskError
+from ..errors import InvalidParams, NotFound, TaskError, UnknownTaskType
 from ..protocol.methods import ExecuteCompleted, parse_execute_outcome, worker_cancel_notification
 from ..scheduler.context import TaskContext
 from ..scheduler.core import Scheduler
@@ -71,7 +71,7 @@ class WorkerPool:
         for t in task_types:
             tt = self.scheduler.registry.find(t)
             if tt is None:
-                raise InvalidParams(
+                raise UnknownTaskType(
                     f"task type {t!r} is not declared; declare it in the config file or "
                     'register it inline as {"task_type": ..., "config": {...}}',
                     field="task_types",

@@ -22,9 +22,25 @@ from typing import Any, NamedTuple
 
 from ..errors import InvalidParams, InvalidState, NotFound, StorageError
 from ..model import IoBudget, Outcome, Status, TaskRecord
-from .rows import Finish, NewTask, record_from_new, record_from_row
+from .rows import (
+    PAUSE_DOMAIN,
+    PAUSE_GLOBAL,
+    PAUSE_GROUP,
+    PAUSE_PREEMPTION,
+    PAUSE_SCHEDULE,
+    Finish,
+    NewTask,
+    pause_reason_names,
+    record_from_new,
+    record_from_row,
+)
 
 __all__ = [
+    "PAUSE_DOMAIN",
+    "PAUSE_GLOBAL",
+    "PAUSE_GROUP",
+    "PAUSE_PREEMPTION",
+    "PAUSE_SCHEDULE",
     "SCHEMA_VERSION",
     "Admission",
     "CancelledTask",
@@ -40,13 +56,6 @@ __all__ = [
     "expire_due",
     "open_connection",
 ]
-
-# Pause reason bits (independent; a task is pending again only when all clear).
-PAUSE_PREEMPTION = 1
-PAUSE_DOMAIN = 2
-PAUSE_GLOBAL = 4
-PAUSE_GROUP = 8
-
 
 # ---------------------------------------------------------------------------
 # Opening and migrations
@@ -152,7 +161,7 @@ _HISTORY_COLUMNS = (
     "parent_id, fail_fast, retry_count, max_retries, last_error, created_at, started_at, "
     "finished_at, duration_ms, run_after, ttl_ms, ttl_from, expires_at, expected_read, "
     "expected_write, expected_net_rx, expected_net_tx, actual_read, actual_write, "
-    "actual_net_rx, actual_net_tx, depends_on, tags"
+    "actual_net_rx, actual_net_tx, depends_on, tags, retry_policy"
 )
 
 _MOVE_TO_HISTORY = f"""
@@ -162,7 +171,7 @@ SELECT id, task_type, domain, key, label, priority, :status, payload, :result,
        max_retries, COALESCE(:error, last_error), created_at, started_at, :now,
        CASE WHEN started_at IS NULL THEN NULL ELSE :now - started_at END,
        run_after, ttl_ms, ttl_from, expires_at, expected_read, expected_write, expected_net_rx,
-       expected_net_tx, :ar, :aw, :arx, :atx, depends_on, tags
+       expected_net_tx, :ar, :aw, :arx, :atx, depends_on, tags, retry_policy
 FROM tasks WHERE id = :id
 """
 
@@ -730,9 +739,15 @@ _READY = "status = 'pending' AND delayed = 0"
 
 
 def _ready_rows(
-    conn: sqlite3.Connection, group: GroupKey | object, level: int | None, window: int
+    conn: sqlite3.Connection,
+    group: GroupKey | object,
+    level: int | None,
+    window: int,
+    *,
+    never_paused: bool = False,
 ) -> Iterator[sqlite3.Row]:
-    """Ready candidates in (priority, id) order, optionally one group / one level."""
+    """Ready candidates in (priority, id) order, optionally one group / one level
+    (and only tasks never paused, for the aging walk)."""
     last: tuple[int, int] | None = None
     use_group = group is not _ANY
     index = "tasks_ready_group" if use_group and group is not None else "tasks_ready"
@@ -747,6 +762,8 @@ def _ready_rows(
         if level is not None:
             clauses.append("priority = ?")
             params.append(level)
+        if never_paused:
+            clauses.append("pause_duration_ms = 0")
         if last is not None:
             clauses.append("(priority, id) > (?, ?)")
             params.extend(last)
@@ -759,6 +776,38 @@ def _ready_rows(
         if len(rows) < window:
             return
         last = (rows[-1]["priority"], rows[-1]["id"])
+
+
+def _paused_before_rows(
+    conn: sqlite3.Connection, group: GroupKey | object, level: int, window: int
+) -> Iterator[sqlite3.Row]:
+    """Ready candidates of one level that were paused once, oldest first, where
+    age does not count the pause: (created_at + pause_duration_ms, id) order."""
+    last: tuple[int, int] | None = None
+    params: tuple[Any, ...] = ()
+    if group is _ANY or group is None:
+        index, where = "tasks_ready_aged", ""
+        if group is None:
+            where = " AND group_key IS NULL"
+    else:
+        index, where, params = "tasks_ready_aged_group", " AND group_key = ?", (group,)
+    while True:
+        after = ""
+        extra: tuple[Any, ...] = ()
+        if last is not None:
+            after = " AND (created_at + pause_duration_ms, id) > (?, ?)"
+            extra = last
+        rows = conn.execute(
+            f"SELECT {_CANDIDATE_COLUMNS} FROM tasks INDEXED BY {index} "
+            f"WHERE {_READY} AND pause_duration_ms > 0 AND priority = ?{where}{after} "
+            "ORDER BY created_at + pause_duration_ms, id LIMIT ?",
+            (level, *params, *extra, window),
+        ).fetchall()
+        yield from rows
+        if len(rows) < window:
+            return
+        tail = rows[-1]
+        last = (tail["created_at"] + tail["pause_duration_ms"], tail["id"])
 
 
 _ANY = object()
@@ -804,21 +853,29 @@ def _candidates(
             yield c.priority, c
         return
     heap: list[tuple[int, int, int, Candidate, Iterator[sqlite3.Row]]] = []
+    walks = 0
     for level in _levels(conn, group):
-        it = _ready_rows(conn, group, level, window)
-        first = next(it, None)
-        if first is not None:
-            c = Candidate(*first)
-            e = effective(c.priority, c.created_at, c.pause_duration_ms)
-            heapq.heappush(heap, (e, c.id, level, c, it))
+        # Within a walk, effective priority only grows: tasks never paused in
+        # id order (their age is their creation), tasks paused once in order of
+        # creation plus time paused. The heap merges the walks exactly.
+        for it in (
+            _ready_rows(conn, group, level, window, never_paused=True),
+            _paused_before_rows(conn, group, level, window),
+        ):
+            first = next(it, None)
+            if first is not None:
+                c = Candidate(*first)
+                e = effective(c.priority, c.created_at, c.pause_duration_ms)
+                walks += 1
+                heapq.heappush(heap, (e, c.id, walks, c, it))
     while heap:
-        e, _, level, c, it = heapq.heappop(heap)
+        e, _, walk, c, it = heapq.heappop(heap)
         yield e, c
         nxt = next(it, None)
         if nxt is not None:
             n = Candidate(*nxt)
             ne = effective(n.priority, n.created_at, n.pause_duration_ms)
-            heapq.heappush(heap, (ne, n.id, level, n, it))
+            heapq.heappush(heap, (ne, n.id, walk, n, it))
 
 
 def _ready_groups(conn: sqlite3.Connection) -> list[GroupKey]:
@@ -1484,14 +1541,14 @@ def _next_occurrence(
 
     Occurrences keep the schedule's cadence: the next one is due one interval
     after this one was due; occurrences that came due while this one was still
-    queued or running are skipped (counted, not run). Returns the new id (None
-    when the schedule is paused or over) and the number skipped.
+    queued or running are skipped (counted, not run). A paused schedule keeps
+    its next occurrence, held (``paused`` with the schedule bit) until resumed
+    or cancelled. Returns the new id (None when the schedule is over) and the
+    number skipped.
     """
     interval = row["recurring_interval_ms"]
     count = row["recurring_count"] + 1
-    if row["recurring_paused"] or (
-        row["recurring_max"] is not None and count >= row["recurring_max"]
-    ):
+    if row["recurring_max"] is not None and count >= row["recurring_max"]:
         return None, 0
     due = (row["run_after"] or row["created_at"]) + interval
     skipped = 0
@@ -1505,14 +1562,16 @@ def _next_occurrence(
         bits |= PAUSE_GROUP
     if values["domain"] in pauses.domains:
         bits |= PAUSE_DOMAIN
+    if row["recurring_paused"]:
+        bits |= PAUSE_SCHEDULE
     expires = None
     if values["ttl_ms"] is not None and values["ttl_from"] == "submission":
         expires = now + values["ttl_ms"]
     cols = _OCCURRENCE_COPY.split(", ")
     new_id = conn.execute(
         f"INSERT INTO tasks ({_OCCURRENCE_COPY}, status, delayed, created_at, run_after, "
-        "expires_at, recurring_count, pause_reasons, paused_at) "
-        f"VALUES ({', '.join('?' * len(cols))}, ?, 1, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "expires_at, recurring_count, recurring_paused, pause_reasons, paused_at) "
+        f"VALUES ({', '.join('?' * len(cols))}, ?, 1, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             *(values[c] for c in cols),
             "paused" if bits else "pending",
@@ -1520,6 +1579,7 @@ def _next_occurrence(
             due,
             expires,
             count,
+            row["recurring_paused"],
             bits,
             now if bits else None,
         ),
@@ -1543,9 +1603,12 @@ def find_schedule(conn: sqlite3.Connection, schedule_or_task_id: int) -> sqlite3
     return row
 
 
-def set_schedule_paused(conn: sqlite3.Connection, schedule_or_task_id: int, paused: bool) -> int:
-    """Pause or resume a schedule: the current occurrence still runs, no next one is
-    enqueued while paused. Returns the schedule id.
+def set_schedule_paused(
+    conn: sqlite3.Connection, schedule_or_task_id: int, paused: bool, now: int
+) -> list[int]:
+    """Pause or resume a schedule. Paused, its queued occurrence is held (a
+    running one finishes) and so is each next one, until resumed or
+    cancelled. Returns the ids that became pending (on resume).
 
     Raises:
         NotFound: no active recurring task with that id.
@@ -1553,10 +1616,14 @@ def set_schedule_paused(conn: sqlite3.Connection, schedule_or_task_id: int, paus
     row = find_schedule(conn, schedule_or_task_id)
     if row is None:
         raise NotFound(f"no recurring schedule {schedule_or_task_id}", field="id")
+    task_id = row["id"]
     conn.execute(
-        "UPDATE tasks SET recurring_paused = ? WHERE id = ?", (1 if paused else 0, row["id"])
+        "UPDATE tasks SET recurring_paused = ? WHERE id = ?", (1 if paused else 0, task_id)
     )
-    return int(row["schedule_id"] or row["id"])
+    if paused:
+        _pause_queued(conn, PAUSE_SCHEDULE, now, "id = ?", (task_id,))
+        return []
+    return clear_pause_bit(conn, PAUSE_SCHEDULE, now, "id = ?", (task_id,))
 
 
 def schedules(conn: sqlite3.Connection, domain: str | None = None) -> list[dict[str, Any]]:
@@ -1575,7 +1642,7 @@ def schedules(conn: sqlite3.Connection, domain: str | None = None) -> list[dict[
                 "task_type": row["task_type"],
                 "label": row["label"],
                 "interval_ms": row["recurring_interval_ms"],
-                "next_run": row["run_after"] if row["status"] == "pending" else None,
+                "next_run": row["run_after"] if row["status"] in ("pending", "paused") else None,
                 "status": row["status"],
                 "occurrences": row["recurring_count"],
                 "max_occurrences": row["recurring_max"],
@@ -1668,6 +1735,33 @@ def set_priority(conn: sqlite3.Connection, task_id: int, priority: int) -> bool:
 
 
 # ---------------------------------------------------------------------------
+# Worker-declared task types
+
+
+def save_worker_type(conn: sqlite3.Connection, task_type: str, config_json: str, now: int) -> None:
+    """Remember a type a worker declared inline, so its tasks wait across restarts."""
+    conn.execute(
+        "INSERT INTO worker_types (task_type, config, declared_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (task_type) DO UPDATE SET config = excluded.config, "
+        "declared_at = excluded.declared_at",
+        (task_type, config_json, now),
+    )
+
+
+def forget_worker_type(conn: sqlite3.Connection, task_type: str) -> bool:
+    """Forget a worker-declared type, unless a task of it is still active."""
+    if conn.execute("SELECT 1 FROM tasks WHERE task_type = ? LIMIT 1", (task_type,)).fetchone():
+        return False
+    conn.execute("DELETE FROM worker_types WHERE task_type = ?", (task_type,))
+    return True
+
+
+def worker_types(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Every remembered worker-declared type: ``(task_type, config JSON)``."""
+    return [(r[0], r[1]) for r in conn.execute("SELECT task_type, config FROM worker_types")]
+
+
+# ---------------------------------------------------------------------------
 # Recovery and retention
 
 
@@ -1678,14 +1772,20 @@ class Recovery:
     parents_ready: list[int]
 
 
-def recover(conn: sqlite3.Connection, now: int) -> Recovery:
-    """Repair state left by a crash: running work goes back to pending, no retry counted."""
-    requeued = conn.execute(
+def requeue_running(conn: sqlite3.Connection, now: int) -> int:
+    """Every running task back to pending, no retry counted; returns how many."""
+    count: int = conn.execute(
         "UPDATE tasks SET status = 'pending', started_at = NULL, delayed = "
         "CASE WHEN run_after IS NOT NULL AND run_after > ? THEN 1 ELSE 0 END "
         "WHERE status = 'running'",
         (now,),
     ).rowcount
+    return count
+
+
+def recover(conn: sqlite3.Connection, now: int) -> Recovery:
+    """Repair state left by a crash: running work goes back to pending, no retry counted."""
+    requeued = requeue_running(conn, now)
     conn.execute(
         "UPDATE tasks SET pause_duration_ms = pause_duration_ms + MAX(0, ? - paused_at), "
         "paused_at = ? WHERE status = 'paused' AND paused_at IS NOT NULL",
@@ -1985,6 +2085,20 @@ def status_counts(conn: sqlite3.Connection, domain: str | None = None) -> dict[s
     return out
 
 
+def pause_reason_counts(conn: sqlite3.Connection, domain: str | None = None) -> dict[str, int]:
+    """How many paused tasks each pause reason holds (a task can have several)."""
+    sql = "SELECT pause_reasons, count(*) FROM tasks WHERE status = 'paused'"
+    params: tuple[Any, ...] = ()
+    if domain is not None:
+        sql += " AND domain = ?"
+        params = (domain,)
+    out: dict[str, int] = {}
+    for bits, n in conn.execute(sql + " GROUP BY pause_reasons", params):
+        for name in pause_reason_names(bits):
+            out[name] = out.get(name, 0) + n
+    return out
+
+
 def domain_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for r in conn.execute("SELECT domain, status, count(*) FROM tasks GROUP BY domain, status"):
@@ -2002,8 +2116,9 @@ def group_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
     return out
 
 
-def retry_source(conn: sqlite3.Connection, task_id: int) -> TaskRecord:
-    """The dead-letter record to resubmit, or an error saying why not."""
+def retry_source(conn: sqlite3.Connection, task_id: int) -> tuple[TaskRecord, str | None]:
+    """The dead-letter record to resubmit with its retry policy (JSON), or an
+    error saying why not."""
     rec = latest_history(conn, task_id)
     if rec is None:
         if _active(conn, task_id) is not None:
@@ -2011,7 +2126,10 @@ def retry_source(conn: sqlite3.Connection, task_id: int) -> TaskRecord:
         raise NotFound(f"no task with id {task_id}", field="id")
     if rec.status is not Status.DEAD_LETTER:
         raise InvalidState(f"task {task_id} ended as {rec.status.value}, not dead_letter")
-    return rec
+    row = conn.execute(
+        "SELECT retry_policy FROM history WHERE history_id = ?", (rec.history_id,)
+    ).fetchone()
+    return rec, row[0]
 
 
 def checkpoint(conn: sqlite3.Connection) -> None:

@@ -9,7 +9,44 @@ from typing import Any
 
 from ..model import IoBudget, Progress, Status, TaskRecord
 
-__all__ = ["Finish", "NewTask", "record_from_new", "record_from_row"]
+# Why a task is paused: bits of ``tasks.pause_reasons``, independent; a task is
+# pending again only when all are clear.
+PAUSE_PREEMPTION = 1
+PAUSE_DOMAIN = 2
+PAUSE_GLOBAL = 4
+PAUSE_GROUP = 8
+#: A paused recurring schedule holds its queued occurrence (durable).
+PAUSE_SCHEDULE = 16
+#: The names of the bits, as records and snapshots show why a task is paused.
+PAUSE_REASONS = (
+    (PAUSE_PREEMPTION, "preempted"),
+    (PAUSE_DOMAIN, "domain"),
+    (PAUSE_GLOBAL, "scheduler"),
+    (PAUSE_GROUP, "group"),
+    (PAUSE_SCHEDULE, "schedule"),
+)
+
+
+def pause_reason_names(bits: int) -> tuple[str, ...]:
+    """The names of the pause bits set in ``bits``."""
+    if not bits:
+        return ()
+    return tuple(name for bit, name in PAUSE_REASONS if bits & bit)
+
+
+__all__ = [
+    "PAUSE_DOMAIN",
+    "PAUSE_GLOBAL",
+    "PAUSE_GROUP",
+    "PAUSE_PREEMPTION",
+    "PAUSE_REASONS",
+    "PAUSE_SCHEDULE",
+    "Finish",
+    "NewTask",
+    "pause_reason_names",
+    "record_from_new",
+    "record_from_row",
+]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -148,6 +185,7 @@ def record_from_row(row: sqlite3.Row, *, history: bool = False) -> TaskRecord:
         depends_on=_ids(row["depends_on"]),
         progress=_NO_PROGRESS,
         pause_duration_ms=row["pause_duration_ms"] if not history else 0,
+        pause_reasons=() if history else pause_reason_names(row["pause_reasons"]),
         expected_io=_io(
             row["expected_read"],
             row["expected_write"],
