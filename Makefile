@@ -42,6 +42,7 @@ test-python: venv
 test-bridge: venv $(NODE_STAMP)
 	cd bridge_js && npm run build && npm run typecheck && npm test
 	cd bridge_js && TASKMILL_PYTHON=$(abspath $(PY)) npm run test:integration
+	cd bridge_js && npm run test:pack
 
 conformance: venv
 	$(PY) ../shared/conformance/smoke.py

@@ -258,8 +258,8 @@ export class TaskmillClient<Tasks = AnyTasks> extends WireMethods<Tasks> {
           } while (again);
         } catch (error) {
           const err = toTaskmillError(error, "disconnected", `waitFor(${id})`);
-          if (err.code !== 0 || err.kind === "closed" || err.kind === "aborted") finish(err);
-          // Timeouts and drops: the next event, the resync or the terminal state decide.
+          // Timeouts, drops and a sidecar shutting down: the next event, the resync or the terminal state decide.
+          if ((err.code !== 0 && err.kind !== "shutting_down") || err.kind === "closed" || err.kind === "aborted") finish(err);
         } finally {
           checking = false;
         }

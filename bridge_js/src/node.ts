@@ -105,7 +105,10 @@ export interface SpawnedSidecar<Tasks = AnyTasks> {
   readonly client: TaskmillClient<Tasks>;
   /** The current process (a new one after each restart). */
   readonly process: ChildProcess;
-  /** The `sidecar.ready` params of the current process: pid, db_path, WebSocket URL and token. */
+  /**
+   * The `sidecar.ready` params of the current process: pid, db_path, WebSocket
+   * URL and token. While a restarted process is starting, the previous one's.
+   */
   readonly ready: SidecarReady;
   /**
    * Closes the client (stdin EOF: the sidecar drains and exits), waits for

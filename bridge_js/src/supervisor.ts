@@ -173,6 +173,11 @@ export async function superviseSidecar<Tasks = AnyTasks, Handle = unknown>(
   const reconnect: false | ReconnectOptions =
     restart === false ? false : { ...(restart === true ? {} : restart), shouldRetry: restart === true || restart.shouldRetry === undefined ? shouldRestart : restart.shouldRetry };
   const client = new TaskmillClient<Tasks>({ ...options, connector, reconnect });
+  // The ready line of the latest process that got that far: during a restart, the previous one's.
+  let lastReady: SidecarReady | null = null;
+  client.onConnection((event) => {
+    if (event.type === "open" && event.ready !== null) lastReady = event.ready;
+  });
   await client.connect();
   const now = (): { process: LaunchedProcess<Handle>; exited: Promise<SidecarExit> } => {
     if (current === null) throw TaskmillError.client("disconnected", "no sidecar process");
@@ -184,7 +189,7 @@ export async function superviseSidecar<Tasks = AnyTasks, Handle = unknown>(
       return now().process.handle;
     },
     get ready() {
-      const ready = client.ready;
+      const ready = client.ready ?? lastReady;
       if (ready === null) throw TaskmillError.client("disconnected", "no sidecar.ready yet");
       return ready;
     },

@@ -122,7 +122,7 @@ export interface TauriSidecar<Tasks = AnyTasks> {
   readonly client: TaskmillClient<Tasks>;
   /** The current child (a new one after each restart). */
   readonly child: Child;
-  /** The `sidecar.ready` params: pid, db_path, WebSocket URL and token. */
+  /** The `sidecar.ready` params: pid, db_path, WebSocket URL and token (while a restart starts, the previous process's). */
   readonly ready: SidecarReady;
   /**
    * Closes the client, which asks the sidecar to shut down gracefully

@@ -221,6 +221,26 @@ describe("shutdown()", () => {
   });
 });
 
+describe("waitFor across a sidecar going away", () => {
+  it("a task.get refused with shutting_down is not final: the resync after the restart decides", async () => {
+    const server = new FakeServer();
+    let phase: "draining" | "back" = "draining";
+    server.handlers["task.get"] = () => {
+      if (phase === "draining") throw new RpcErrorReply(-32006, "the sidecar is shutting down", { kind: "shutting_down" });
+      return historyRecord({ id: 8, status: "completed", result: 1 });
+    };
+    const client = makeClient(server);
+    await client.connect();
+    const waiting = settle(client.waitFor(8));
+    await until(() => server.last.methods().includes("task.get"));
+    await sleep(5);
+    phase = "back";
+    server.last.drop();
+    const outcome = await waiting;
+    expect(outcome).toMatchObject({ ok: true, value: { id: 8, status: "completed" } });
+  });
+});
+
 describe("every rejection is a TaskmillError", () => {
   it("a connector that throws a plain Error gives kind connect_failed with the error as cause", async () => {
     const cause = new SyntaxError("The URL 'nope' is invalid.");
