@@ -59,6 +59,8 @@ export interface LiveTaskShape<T extends string = string, P = unknown, R = unkno
   readonly priority: number;
   readonly effective_priority: number;
   readonly retry_count: number;
+  /** From records; null when only the task's events were seen. */
+  readonly max_retries: number | null;
   readonly progress: LiveProgress;
   readonly created_at: Timestamp | null;
   readonly started_at: Timestamp | null;
@@ -124,6 +126,7 @@ export function liveFromRecord<Tasks>(record: TaskRecord<Tasks>): LiveTask<Tasks
     priority: r.priority,
     effective_priority: r.effective_priority,
     retry_count: r.retry_count,
+    max_retries: r.max_retries,
     progress:
       p === undefined || p === null
         ? NO_PROGRESS
@@ -261,6 +264,7 @@ export class TaskTable<Tasks = AnyTasks> {
       priority: e.base_priority,
       effective_priority: e.effective_priority,
       retry_count: 0,
+      max_retries: null,
       progress: NO_PROGRESS,
       created_at: null,
       started_at: null,

@@ -3,60 +3,42 @@
  *
  * Open `index.html?ws=ws://127.0.0.1:PORT&token=TOKEN` (serve.py prints that
  * URL; `#ws=…&token=…` works too and keeps the token out of server logs).
- * The page connects with taskmill-bridge over WebSocket (MessagePack), then:
+ * The page connects with taskmill-bridge over WebSocket (MessagePack), and
+ * renders a task store (`createTaskStore`): running tasks with their
+ * progress, the queue, recent outcomes, counts, pressure, domains and
+ * groups, all kept live by the store from events, with its rebuilds after a
+ * reconnect or `lagged`. The page itself only adds the counters since start
+ * (`scheduler.metrics`, once a second) and the buttons: submit,
+ * pause/resume (global, domain, group), cancel, set_priority, pressure.set
+ * (source "ui").
  *
- * - refreshes `scheduler.snapshot`, `scheduler.metrics` and `task.list` every
- *   second, and at once after a reconnect (`resync`) or a `lagged` event;
- * - moves progress bars from `progress` events between snapshots;
- * - lists completions and failures from task events (seeded from history);
- * - drives the scheduler with the buttons: submit, pause/resume (global,
- *   domain, group), cancel, set_priority, pressure.set (source "ui").
- *
- * `window.taskmillDashboard` exposes the client for the browser test and for
- * poking around in the console.
+ * `window.taskmillDashboard` exposes the client and the store for the
+ * browser test and for poking around in the console.
  */
 
 import {
   Priority,
   TaskmillClient,
+  createTaskStore,
   isTaskmillError,
   webSocketConnector,
-  type ActiveTaskRecord,
   type ConnectionEvent,
   type Metrics,
   type PriorityName,
-  type TaskmillEvent,
+  type TaskStoreState,
 } from "taskmill-bridge";
 
-import { isRecentEvent, recentFromEvent, recentFromHistory, type DashboardSnapshot, type Progress, type RecentItem } from "./model.js";
+import { recentFromTask } from "./model.js";
 import * as view from "./view.js";
 import { WORKLOADS } from "./workloads.js";
 
-const REFRESH_MS = 1000;
+const METRICS_MS = 1000;
 const QUEUE_ROWS = 15;
 const RECENT_ROWS = 60;
 const UI_PRESSURE_SOURCE = "ui";
 
 // ---------------------------------------------------------------------------
-// State
-
-interface ProgressEntry {
-  readonly progress: Progress;
-  /** performance.now() when it arrived: newer than a snapshot's request, it wins over the snapshot. */
-  readonly at: number;
-}
-
-const state = {
-  snapshot: null as DashboardSnapshot | null,
-  metrics: null as Metrics | null,
-  queue: { tasks: [] as readonly ActiveTaskRecord[], total: 0 },
-  progress: new Map<number, ProgressEntry>(),
-  recent: [] as RecentItem[],
-  throttle: view.DEFAULT_THROTTLE as view.Throttle,
-};
-
-// ---------------------------------------------------------------------------
-// Connection
+// Connection and the store
 
 function readEndpoint(): { url: string; token: string } | null {
   const query = new URLSearchParams(location.search);
@@ -72,6 +54,11 @@ const client = new TaskmillClient({
   clientName: "taskmill-dashboard/0.1.0",
   requestTimeoutMs: 10_000,
 });
+// Every event, progress coalesced to 10 per second per task; the queue and
+// the recent outcomes capped to what the page shows.
+const store = createTaskStore(client, { queued: QUEUE_ROWS, finished: RECENT_ROWS, progressIntervalMs: 100, refreshMs: 1000 });
+let metrics: Metrics | null = null;
+let sessionText = "";
 
 client.onConnection((e: ConnectionEvent) => {
   switch (e.type) {
@@ -79,20 +66,18 @@ client.onConnection((e: ConnectionEvent) => {
       view.renderConnection(client.state, e.attempt > 1 ? `attempt ${e.attempt}` : "");
       break;
     case "open":
-      view.renderConnection("open", e.session ? `sidecar ${e.session.version} · session ${e.session.session}` : "");
+      sessionText = e.session ? `sidecar ${e.session.version} · session ${e.session.session}` : "";
+      view.renderConnection("open", sessionText);
       view.renderBanner(null);
-      void seedRecent();
-      void refresh();
+      void refreshMetrics();
       break;
     case "closed":
       view.renderConnection(client.state, e.willReconnect ? `retrying in ${e.delayMs ?? 0} ms` : "");
       if (!e.willReconnect && e.error) view.renderBanner(`Disconnected: ${e.error.message}`);
       break;
     case "resync":
-      void refresh();
-      break;
     case "error":
-      console.warn("taskmill:", e.error);
+      if (e.type === "error") console.warn("taskmill:", e.error);
       break;
   }
 });
@@ -117,156 +102,42 @@ async function connectWithRetry(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------
-// Refresh: snapshot + metrics + queued tasks
+// Rendering: one function of the store's state (plus the metrics)
 
-let refreshing: Promise<void> | null = null;
-let refreshAgain = false;
-/** The last refresh timed out: the banner says so until one succeeds. */
-let stalled = false;
-
-/** Refreshes everything; calls made during a refresh coalesce into one more. */
-function refresh(): Promise<void> {
-  if (refreshing !== null) {
-    refreshAgain = true;
-    return refreshing;
-  }
-  refreshing = (async () => {
-    do {
-      refreshAgain = false;
-      try {
-        await refreshOnce();
-        if (stalled) {
-          stalled = false;
-          view.renderBanner(null);
-        }
-      } catch (error) {
-        if (client.state !== "open") continue;
-        console.warn("refresh failed", error);
-        if (isTaskmillError(error) && error.kind === "timeout") {
-          // Connected, but the sidecar's event loop is not answering.
-          stalled = true;
-          view.renderBanner(`The sidecar is not answering: ${error.message}`);
-        }
-      }
-    } while (refreshAgain && client.state === "open");
-  })().finally(() => {
-    refreshing = null;
-  });
-  return refreshing;
-}
-
-let soonTimer: ReturnType<typeof setTimeout> | undefined;
-/** A refresh within 150 ms: after bursts of dispatches or completions. */
-function refreshSoon(): void {
-  if (soonTimer !== undefined) return;
-  soonTimer = setTimeout(() => {
-    soonTimer = undefined;
-    void refresh();
-  }, 150);
-}
-
-async function refreshOnce(): Promise<void> {
-  if (client.state !== "open") return;
-  const requestedAt = performance.now();
-  const [snapshot, metrics, queue] = await Promise.all([
-    client.snapshot() as Promise<DashboardSnapshot>,
-    client.metrics(),
-    // taskmill-bridge types `status` as one status; the sidecar also takes a list.
-    client.call("task.list", { status: ["pending", "paused", "blocked", "waiting"], limit: QUEUE_ROWS }) as Promise<{
-      tasks: ActiveTaskRecord[];
-      total: number;
-    }>,
-  ]);
-  state.snapshot = snapshot;
-  state.metrics = metrics;
-  state.queue = queue;
-  if (snapshot.throttle !== undefined && snapshot.throttle.length > 0) state.throttle = snapshot.throttle;
-
-  // Progress: the snapshot's value, unless an event arrived after we asked.
-  const running = new Set(snapshot.running.map((t) => t.id));
-  for (const id of state.progress.keys()) if (!running.has(id)) state.progress.delete(id);
-  for (const p of snapshot.progress) {
-    const held = state.progress.get(p.task_id);
-    if (held === undefined || held.at < requestedAt) {
-      state.progress.set(p.task_id, { progress: { percent: p.percent, message: p.message, reported: p.reported, extrapolated: p.extrapolated }, at: requestedAt });
-    }
-  }
-  render();
-}
-
-function render(): void {
+function render(state: TaskStoreState): void {
   const snap = state.snapshot;
-  if (snap === null) return;
   const now = Date.now();
-  view.renderGlobalState(snap.is_paused);
-  view.renderCounts(snap, state.metrics);
-  view.renderPressure(snap.pressure, snap.pressure_breakdown, state.throttle);
+  if (client.state === "open") view.renderConnection("open", state.status === "live" ? sessionText : `${sessionText} · ${state.status}`);
+  if (state.status === "live" && state.error === null) clearStall();
+  else if (state.error !== null && state.error.kind === "timeout") view.renderBanner(`The sidecar is not answering: ${state.error.message}`);
+  if (snap === null) return;
+  view.renderGlobalState(state.isPaused);
+  view.renderCounts(state.counts, snap.max_concurrency, metrics);
+  const throttle = snap.throttle !== undefined && snap.throttle.length > 0 ? snap.throttle : view.DEFAULT_THROTTLE;
+  view.renderPressure(state.pressure, state.pressureBreakdown, throttle);
   view.renderResources(snap.resources, snap.monitoring);
-  view.renderRunning(snap.running, (id) => state.progress.get(id)?.progress, now);
-  view.renderQueue(state.queue.tasks, state.queue.total);
+  view.renderRunning(state.running, now);
+  view.renderQueue(state.queued, state.counts.queued);
   view.renderDomains(snap.domains);
   view.renderGroups(snap.groups, snap.fair, now);
+  view.renderRecent(state.finished.map(recentFromTask));
   view.renderUpdated(now);
-  syncSlider(snap);
+  syncSlider(state);
 }
 
-// ---------------------------------------------------------------------------
-// Events
-
-function onEvent(e: TaskmillEvent): void {
-  switch (e.kind) {
-    case "progress": {
-      const progress: Progress = { percent: e.percent, message: e.message, reported: e.reported, extrapolated: !e.reported };
-      state.progress.set(e.task_id, { progress, at: performance.now() });
-      // A task dispatched since the last snapshot has no row yet.
-      if (!view.renderProgress(e.task_id, progress)) refreshSoon();
-      return;
-    }
-    case "dispatched":
-    case "submitted":
-    case "unblocked":
-    case "waiting":
-      refreshSoon();
-      return;
-    case "pressure":
-      view.renderPressure(e.pressure, e.breakdown, state.throttle);
-      return;
-    case "paused":
-    case "resumed":
-      view.renderGlobalState(e.kind === "paused");
-      refreshSoon();
-      return;
-    case "lagged":
-      // Our buffer overflowed on the sidecar: what we show may be stale.
-      void refresh();
-      return;
-    case "shutdown":
-      view.renderBanner(`The sidecar is shutting down (${e.mode}).`);
-      return;
-    default:
-      if (isRecentEvent(e)) {
-        addRecent([recentFromEvent(e)]);
-        if (e.kind !== "preempted") state.progress.delete(e.task_id);
-      }
-      refreshSoon();
-  }
+function clearStall(): void {
+  const banner = document.getElementById("banner");
+  if (banner !== null && banner.textContent?.startsWith("The sidecar is not answering")) view.renderBanner(null);
 }
 
-function addRecent(items: readonly RecentItem[]): void {
-  const known = new Set(state.recent.map((r) => r.id));
-  const fresh = items.filter((r) => !known.has(r.id));
-  if (fresh.length === 0) return;
-  state.recent = [...fresh, ...state.recent].sort((a, b) => b.at - a.at).slice(0, RECENT_ROWS);
-  view.renderRecent(state.recent);
-}
-
-/** Fills "recent" from history after connecting, so a fresh page is not empty. */
-async function seedRecent(): Promise<void> {
+/** The counters since the sidecar started: the one thing the store does not hold. */
+async function refreshMetrics(): Promise<void> {
+  if (client.state !== "open") return;
   try {
-    const { tasks } = await client.history({ limit: 20 });
-    addRecent(tasks.map(recentFromHistory));
+    metrics = await client.metrics();
+    view.renderCounts(store.getSnapshot().counts, store.getSnapshot().snapshot?.max_concurrency ?? null, metrics);
   } catch (error) {
-    console.warn("history.list failed", error);
+    console.warn("scheduler.metrics failed", error);
   }
 }
 
@@ -277,14 +148,18 @@ function status(message: string): void {
   view.byId("wl-status").textContent = message;
 }
 
-/** Runs an action, reports a failure in the status line, and refreshes. */
+/**
+ * Runs an action, reports a failure in the status line, and asks the store
+ * to rebuild: some effects (a new priority, a pause) are not events.
+ */
 async function act(what: string, action: () => Promise<unknown>): Promise<void> {
   try {
     await action();
   } catch (error) {
     status(`${what} failed: ${errorText(error)}`);
   }
-  void refresh();
+  void store.refresh();
+  void refreshMetrics();
 }
 
 function wireControls(): void {
@@ -339,7 +214,7 @@ function wireControls(): void {
     if (button == null || group === undefined) return;
     const action = button.dataset["action"];
     if (action === "group-pause") void act(`pause ${group}`, () => client.pauseGroup(group));
-    else if (action === "group-pause-10s") void act(`pause ${group}`, () => client.pauseGroup(group, 10_000));
+    else if (action === "group-pause-10s") void act(`pause ${group}`, () => client.pauseGroup(group, { durationMs: 10_000 }));
     else void act(`resume ${group}`, () => client.resumeGroup(group));
   });
 
@@ -347,7 +222,7 @@ function wireControls(): void {
 }
 
 // The slider sets the host pressure source "ui" (0..1). It follows the
-// snapshot's "ui" source unless the user is dragging it.
+// store's "ui" source unless the user is dragging it.
 let sliderBusyUntil = 0;
 
 function wirePressureSlider(): void {
@@ -378,9 +253,9 @@ function wirePressureSlider(): void {
   });
 }
 
-function syncSlider(snap: DashboardSnapshot): void {
+function syncSlider(state: TaskStoreState): void {
   if (performance.now() < sliderBusyUntil) return;
-  const ui = snap.pressure_breakdown.find((s) => s.source === UI_PRESSURE_SOURCE);
+  const ui = state.pressureBreakdown.find((s) => s.source === UI_PRESSURE_SOURCE);
   view.byId<HTMLInputElement>("pressure-slider").value = String(Math.round((ui?.value ?? 0) * 100));
   view.byId("pressure-slider-value").textContent = ui === undefined ? "off" : ui.value.toFixed(2);
 }
@@ -398,12 +273,12 @@ function errorText(error: unknown): string {
 
 declare global {
   interface Window {
-    taskmillDashboard?: { readonly client: TaskmillClient; readonly refresh: () => Promise<void>; readonly state: typeof state };
+    taskmillDashboard?: { readonly client: TaskmillClient; readonly store: typeof store; readonly refresh: () => Promise<void> };
   }
 }
 
 function start(): void {
-  window.taskmillDashboard = { client, refresh, state };
+  window.taskmillDashboard = { client, store, refresh: () => store.refresh() };
   wireControls();
   view.renderRecent([]);
   if (endpoint === null) {
@@ -411,9 +286,8 @@ function start(): void {
     view.renderBanner("No sidecar given: open this page as index.html?ws=ws://127.0.0.1:PORT&token=TOKEN (serve.py prints the URL).");
     return;
   }
-  // Every event, progress coalesced to 10 per second per task. Sent with the handshake.
-  client.subscribe({ progress_interval_ms: 100 }, onEvent);
-  setInterval(() => void refresh(), REFRESH_MS);
+  store.subscribe(render);
+  setInterval(() => void refreshMetrics(), METRICS_MS);
   void connectWithRetry();
 }
 

@@ -8,9 +8,9 @@
  * main.ts handles their clicks with one delegated listener per table.
  */
 
-import type { ActiveTaskRecord, ConnectionState, Metrics, PressureSource, SnapshotResources } from "taskmill-bridge";
+import type { ConnectionState, LiveTask, Metrics, PressureSource, SnapshotDomain, SnapshotGroup, SnapshotResources, TaskCounts } from "taskmill-bridge";
 
-import type { DashboardSnapshot, DomainRow, GroupRow, Progress, RecentItem } from "./model.js";
+import type { RecentItem } from "./model.js";
 
 // ---------------------------------------------------------------------------
 // Small DOM helpers
@@ -135,13 +135,13 @@ export function renderUpdated(at: number): void {
 // ---------------------------------------------------------------------------
 // Counts
 
-export function renderCounts(snap: DashboardSnapshot, metrics: Metrics | null): void {
-  setText(byId("count-running"), String(snap.running_count ?? snap.running.length));
-  setText(byId("count-pending"), String(snap.pending_count));
-  setText(byId("count-paused"), String(snap.paused_count));
-  setText(byId("count-blocked"), String(snap.blocked_count));
-  setText(byId("count-waiting"), String(snap.waiting_count));
-  setText(byId("max-concurrency"), String(snap.max_concurrency));
+export function renderCounts(counts: TaskCounts, maxConcurrency: number | null, metrics: Metrics | null): void {
+  setText(byId("count-running"), String(counts.running));
+  setText(byId("count-pending"), String(counts.pending));
+  setText(byId("count-paused"), String(counts.paused));
+  setText(byId("count-blocked"), String(counts.blocked));
+  setText(byId("count-waiting"), String(counts.waiting));
+  if (maxConcurrency !== null) setText(byId("max-concurrency"), String(maxConcurrency));
   if (metrics !== null) {
     const c = metrics.counters;
     setText(byId("count-completed"), String(c.completed));
@@ -221,7 +221,7 @@ export function renderResources(resources: SnapshotResources | undefined, monito
 // ---------------------------------------------------------------------------
 // Running tasks
 
-export function renderRunning(tasks: readonly ActiveTaskRecord[], progressOf: (id: number) => Progress | undefined, now: number): void {
+export function renderRunning(tasks: readonly LiveTask[], now: number): void {
   const body = byId("running-body");
   reconcile(
     body,
@@ -245,28 +245,17 @@ export function renderRunning(tasks: readonly ActiveTaskRecord[], progressOf: (i
       setText(cells[2] as Element, t.group ?? "");
       setText(cells[3] as Element, fmtPriority(t.effective_priority));
       setText(cells[5] as Element, t.started_at === null ? "" : fmtDuration(now - t.started_at));
-      updateBar(row, progressOf(t.id) ?? fromRecord(t));
+      updateBar(row, t);
     },
   );
   byId("running-empty").hidden = tasks.length > 0;
 }
 
-function fromRecord(t: ActiveTaskRecord): Progress {
-  return { percent: t.progress.percent, message: t.progress.message, reported: t.progress.reported, extrapolated: t.progress.extrapolated };
-}
-
-/** Moves one task's bar; returns false when the task has no row (yet). */
-export function renderProgress(taskId: number, progress: Progress): boolean {
-  const row = document.querySelector<HTMLElement>(`#running-body tr[data-task-id="${taskId}"]`);
-  if (row === null) return false;
-  updateBar(row, progress);
-  return true;
-}
-
-function updateBar(row: HTMLElement, p: Progress): void {
+function updateBar(row: HTMLElement, t: LiveTask): void {
   const fill = row.querySelector<HTMLElement>(".bar-fill");
   const text = row.querySelector<HTMLElement>(".bar-text");
   if (fill === null || text === null) return;
+  const p = t.progress;
   // Reported by the executor; else an estimate from past durations; else nothing yet.
   const kind = p.reported ? "reported" : p.extrapolated || p.percent > 0 ? "extrapolated" : "none";
   const percent = Math.min(1, Math.max(0, p.percent));
@@ -280,7 +269,7 @@ function updateBar(row: HTMLElement, p: Progress): void {
 // ---------------------------------------------------------------------------
 // Queued tasks
 
-export function renderQueue(tasks: readonly ActiveTaskRecord[], total: number): void {
+export function renderQueue(tasks: readonly LiveTask[], total: number): void {
   const body = byId("queue-body");
   reconcile(
     body,
@@ -311,7 +300,7 @@ export function renderQueue(tasks: readonly ActiveTaskRecord[], total: number): 
       setText(badge, t.status);
       setText(cells[3] as Element, t.group ?? "");
       setText(cells[4] as Element, t.effective_priority === t.priority ? fmtPriority(t.priority) : `${fmtPriority(t.priority)} → ${t.effective_priority}`);
-      setText(cells[5] as Element, t.retry_count > 0 ? `retry ${t.retry_count}/${t.max_retries}` : "");
+      setText(cells[5] as Element, t.retry_count > 0 ? `retry ${t.retry_count}${t.max_retries === null ? "" : `/${t.max_retries}`}` : "");
       const bump = row.querySelector<HTMLButtonElement>('[data-action="bump"]');
       if (bump !== null) {
         const target = bumpTarget(t.priority);
@@ -329,7 +318,7 @@ export function renderQueue(tasks: readonly ActiveTaskRecord[], total: number): 
 // ---------------------------------------------------------------------------
 // Domains and groups
 
-export function renderDomains(domains: readonly DomainRow[]): void {
+export function renderDomains(domains: readonly SnapshotDomain[]): void {
   reconcile(
     byId("domains-body"),
     domains,
@@ -364,7 +353,7 @@ export function renderDomains(domains: readonly DomainRow[]): void {
   );
 }
 
-export function renderGroups(groups: readonly GroupRow[], fair: boolean | undefined, now: number): void {
+export function renderGroups(groups: readonly SnapshotGroup[], fair: boolean | undefined, now: number): void {
   reconcile(
     byId("groups-body"),
     groups,
