@@ -1,4 +1,5 @@
-# The live dashboard (examples/dashboard) and its browser test (tests/browser).
+# The live dashboard (examples/dashboard), the React example (examples/react)
+# and their browser tests (tests/browser).
 # Included by the top-level Makefile, after its PY, venv and NODE_STAMP
 # (bridge_js npm ci) definitions:
 #
@@ -7,9 +8,11 @@
 # Targets:
 #   dashboard-build  bridge_js/dist, then npm ci + typecheck + esbuild -> examples/dashboard/dist/app.js
 #   dashboard-demo   build, then serve.py: sidecar + page + workload, prints the URL (Ctrl-C stops)
+#   react-build      bridge_js/dist, then npm ci + typecheck + esbuild -> examples/react/dist/app.js
 #   dashboard-clean  removes what the targets above install and build
-#   test-browser     the page in headless Chromium (playwright-core). Installs Debian's chromium
-#                    with apt-get when missing; skips (exit 0, with a message) if that fails.
+#   test-browser     both pages in headless Chromium (playwright-core), against real sidecars.
+#                    Installs Debian's chromium with apt-get when missing; skips (exit 0, with a
+#                    message) if that fails.
 
 PY         ?= .venv/bin/python
 NODE_STAMP ?= bridge_js/node_modules/.installed-stamp
@@ -18,10 +21,13 @@ CHROMIUM   ?= /usr/bin/chromium
 DASHBOARD_DIR       := examples/dashboard
 DASHBOARD_STAMP     := $(DASHBOARD_DIR)/node_modules/.installed-stamp
 DASHBOARD_APP       := $(DASHBOARD_DIR)/dist/app.js
+REACT_DIR           := examples/react
+REACT_STAMP         := $(REACT_DIR)/node_modules/.installed-stamp
+REACT_APP           := $(REACT_DIR)/dist/app.js
 BROWSER_TEST_DIR    := tests/browser
 BROWSER_TEST_STAMP  := $(BROWSER_TEST_DIR)/node_modules/.installed-stamp
 
-.PHONY: dashboard-build dashboard-demo dashboard-clean test-browser
+.PHONY: dashboard-build dashboard-demo dashboard-clean react-build test-browser
 
 dashboard-build: $(DASHBOARD_APP)
 
@@ -35,10 +41,19 @@ $(DASHBOARD_STAMP): $(DASHBOARD_DIR)/package.json $(DASHBOARD_DIR)/package-lock.
 $(DASHBOARD_APP): $(DASHBOARD_STAMP) bridge_js/dist/index.js $(wildcard $(DASHBOARD_DIR)/src/*.ts)
 	cd $(DASHBOARD_DIR) && npm run typecheck && npm run build
 
+react-build: $(REACT_APP)
+
+$(REACT_STAMP): $(REACT_DIR)/package.json $(REACT_DIR)/package-lock.json
+	cd $(REACT_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+$(REACT_APP): $(REACT_STAMP) bridge_js/dist/index.js $(wildcard $(REACT_DIR)/src/*.tsx)
+	cd $(REACT_DIR) && npm run typecheck && npm run build
+
 dashboard-demo: venv dashboard-build
 	$(PY) $(DASHBOARD_DIR)/serve.py --no-build
 
-test-browser: venv dashboard-build
+test-browser: venv dashboard-build react-build
 	@if [ ! -x "$(CHROMIUM)" ]; then \
 	  echo "test-browser: no Chromium at $(CHROMIUM): trying apt-get install chromium (log: test-artifacts/apt-chromium.log)"; \
 	  mkdir -p test-artifacts; \
@@ -58,4 +73,5 @@ test-browser: venv dashboard-build
 	cd $(BROWSER_TEST_DIR) && CHROMIUM_PATH="$(CHROMIUM)" TASKMILL_PYTHON="$(abspath $(PY))" npm test
 
 dashboard-clean:
-	rm -rf $(DASHBOARD_DIR)/node_modules $(DASHBOARD_DIR)/dist $(BROWSER_TEST_DIR)/node_modules test-artifacts/dashboard.png
+	rm -rf $(DASHBOARD_DIR)/node_modules $(DASHBOARD_DIR)/dist $(REACT_DIR)/node_modules $(REACT_DIR)/dist \
+		$(BROWSER_TEST_DIR)/node_modules test-artifacts/dashboard.png test-artifacts/react.png
