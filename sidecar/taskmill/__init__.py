@@ -9,8 +9,11 @@ or run it as a sidecar: ``taskmill-sidecar --stdio`` (see docs/protocol.md).
 
 from ._version import __version__
 from .errors import (
+    DatabaseGone,
+    DatabaseInUse,
     InvalidParams,
     InvalidState,
+    LimitExceeded,
     NotFound,
     PayloadTooLarge,
     ShuttingDown,
@@ -48,12 +51,15 @@ from .store import TaskFilter
 
 __all__ = [
     "CancelSignal",
+    "DatabaseGone",
+    "DatabaseInUse",
     "Domain",
     "Event",
     "EventFilter",
     "InvalidParams",
     "InvalidState",
     "IoBudget",
+    "LimitExceeded",
     "NotFound",
     "Outcome",
     "PayloadTooLarge",

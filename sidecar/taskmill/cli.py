@@ -34,7 +34,7 @@ from .scheduler.config import SchedulerConfig
 from .scheduler.domain import Domain
 from .server.app import EXIT_ERROR, EXIT_STARTUP, Sidecar, SidecarOptions
 
-__all__ = ["build_parser", "default_db_path", "main"]
+__all__ = ["RepeatFilter", "build_parser", "default_db_path", "main", "raise_fd_limit"]
 
 log = logging.getLogger("taskmill")
 
@@ -110,6 +110,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"taskmill {__version__}")
     return p
+
+
+class RepeatFilter(logging.Filter):
+    """Lets a log message through at most once per interval (per logger and
+    message template); the next one that passes says how many were held back.
+
+    A flood (connections refused for want of descriptors, say) must not turn
+    into hundreds of thousands of stderr lines.
+    """
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = record.created
+        seen = self._last.get(key)
+        if seen is not None and now - seen[0] < self.interval_s:
+            self._last[key] = (seen[0], seen[1] + 1)
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} ({seen[1]} more like it in {self.interval_s:g} s)"
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = (now, 0)
+        return True
+
+
+def raise_fd_limit(cap: int = 65536) -> None:
+    """Raise the soft limit on open files to the hard limit (at most ``cap``).
+
+    macOS starts programs at 256 and Linux desktops at 1,024: with WebSocket
+    clients and the fs executors' files, that is too few to keep headroom.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    for value in (target, min(target, 10240)):  # macOS refuses above OPEN_MAX
+        if soft >= value:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (value, hard))
+            return
+        except (ValueError, OSError):
+            continue
 
 
 class StartupError(Exception):
@@ -234,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
+    raise_fd_limit()
     try:
         options = build_options(args)
     except StartupError as exc:

@@ -193,6 +193,7 @@ _TYPE: dict[str, Check] = {
     "retry": _retry,
     "max_concurrency": _int(0),
     "tags": lambda v, k: _str_map(v, k),
+    "timeout_ms": _int(1),
 }
 
 

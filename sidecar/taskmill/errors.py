@@ -17,9 +17,10 @@ without a lookup table; Python callers catch the class they care about::
     ├── InvalidState           -32004  the object is not in a state that allows it
     ├── PayloadTooLarge        -32005  payload over 1 MiB, result over 256 KiB
     ├── ShuttingDown           -32006  the scheduler is draining or closed
-    └── StorageError           -32007  SQLite failed (full, locked, corrupt)
-        ├── DatabaseInUse                another scheduler holds the database
-        └── DatabaseGone                 the file was deleted or replaced under us
+    ├── StorageError           -32007  SQLite failed (full, locked, corrupt)
+    │   ├── DatabaseInUse              another scheduler holds the database
+    │   └── DatabaseGone               the file was deleted or replaced under us
+    └── LimitExceeded          -32008  a documented per-connection limit
 
 Executors signal failure with :class:`TaskError` (retryable or permanent); it is
 not a ``TaskmillError`` because it is raised *by* user code, not *to* it.
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidParams",
     "InvalidRequest",
     "InvalidState",
+    "LimitExceeded",
     "MethodNotFound",
     "NotFound",
     "ParseError",
@@ -152,6 +154,26 @@ class StorageError(TaskmillError):
 
     code = -32007
     kind = "storage_error"
+
+
+class LimitExceeded(TaskmillError):
+    """A documented per-connection limit was reached (subscriptions, worker
+    types, requests in flight, batch length); ``data.limit`` names it and
+    ``data.max`` gives its value."""
+
+    code = -32008
+    kind = "limit_exceeded"
+
+    def __init__(self, limit: str, maximum: int, message: str, *, field: str | None = None):
+        super().__init__(message, field=field)
+        self.limit = limit
+        self.max = maximum
+
+    def to_data(self) -> dict[str, Any]:
+        data = super().to_data()
+        data["limit"] = self.limit
+        data["max"] = self.max
+        return data
 
 
 class DatabaseInUse(StorageError):

@@ -197,8 +197,10 @@ async def test_tasks_of_a_worker_declared_type_wait_across_a_restart(
     worker = await ws_connect(sc)
     decl = {"task_type": "uploads::put", "config": {"priority": "high"}}
     await worker.result("worker.register", {"task_types": [decl]})
-    await worker.close()
+    await sc.result("scheduler.pause")
     ids = [await sc.submit("uploads::put", {"n": n}) for n in range(5)]
+    await worker.close()  # its type stays declared: tasks of it are queued
+    await sc.wait_status(ids[0], "pending")
     assert await sc.shutdown() == 0
 
     again = await spawn("--ws", db=db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.e2e.conftest import WsConnect
@@ -156,10 +157,13 @@ async def test_tasks_without_a_live_worker_wait_in_pending(
     sc = ws_sidecar
     worker = await ws_connect(sc)
     wid = await register(worker)
-    assert await worker.result("worker.unregister", {"worker": wid}) == {}
-    assert await executor_of(sc, "rw::echo") == "none"
+    await sc.result("scheduler.pause")
     await sc.subscribe(task_types=["rw::echo"])
     tid = await sc.submit("rw::echo", "waits")
+    assert await worker.result("worker.unregister", {"worker": wid}) == {}
+    # A task of it is queued: the inline type stays declared, with no executor.
+    assert await executor_of(sc, "rw::echo") == "none"
+    await sc.result("scheduler.resume")
     # Other work still runs meanwhile, and the remote task is still pending afterwards.
     echo = await sc.submit("demo::echo", "meanwhile")
     await sc.wait_status(echo, "completed")
@@ -170,6 +174,30 @@ async def test_tasks_without_a_live_worker_wait_in_pending(
     assert req["params"]["task"]["id"] == tid
     await worker.respond(req["id"], {"result": None})
     assert (await sc.wait_done(tid))["kind"] == "completed"
+
+
+async def test_an_inline_type_leaves_with_its_last_worker_when_nothing_is_queued(
+    ws_sidecar: SidecarProcess, ws_connect: WsConnect
+) -> None:
+    sc = ws_sidecar
+    a, b = await ws_connect(sc), await ws_connect(sc)
+    gone = {"task_type": "rw::gone", "config": {}}
+    await register(a, gone)
+    await register(b, gone)
+    await a.close()
+    assert await executor_of(sc, "rw::gone") == "worker", "b still serves it"
+    await b.close()
+
+    async def declared() -> bool:
+        info = await sc.result("sidecar.info")
+        return any(t["task_type"] == "rw::gone" for t in info["task_types"])
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while await declared():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    resp = await sc.error("task.submit", {"task_type": "rw::gone"})
+    assert error_of(resp) == (-32003, "unknown_task_type")
 
 
 async def test_cancelling_a_running_remote_task_sends_worker_cancel(

@@ -140,22 +140,38 @@ def domain(value: Any, field: str) -> str:
     return check_name(value, field)
 
 
+#: Items an array parameter may hold (a batch has its own, larger, limit).
+#: Beyond this no request is sensible, and SQLite would refuse the query.
+MAX_ITEMS = 10_000
+#: Keys a string map (tags) may hold.
+MAX_KEYS = 256
+
+
 def str_map(value: Any, field: str) -> dict[str, str]:
-    """An object whose values are all strings (tags)."""
+    """An object whose values are all strings (tags), at most :data:`MAX_KEYS`."""
     if not isinstance(value, dict):
         raise wrong_type(field, "an object of strings", value)
+    if len(value) > MAX_KEYS:
+        raise InvalidParams(
+            f"{field} has {len(value)} keys; at most {MAX_KEYS} are allowed", field=field
+        )
     for key, item in value.items():
         if not isinstance(item, str):
             raise wrong_type(f"{field}.{key}", "a string", item)
     return dict(value)
 
 
-def list_of(item: Check[T]) -> Check[tuple[T, ...]]:
-    """An array whose items all pass ``item``; errors name ``field[i]``."""
+def list_of(item: Check[T], max_items: int = MAX_ITEMS) -> Check[tuple[T, ...]]:
+    """An array of at most ``max_items`` whose items all pass ``item``; errors
+    name ``field[i]``."""
 
     def check(value: Any, field: str) -> tuple[T, ...]:
         if not isinstance(value, list):
             raise wrong_type(field, "an array", value)
+        if len(value) > max_items:
+            raise InvalidParams(
+                f"{field} has {len(value)} items; at most {max_items} are allowed", field=field
+            )
         return tuple(item(v, f"{field}[{i}]") for i, v in enumerate(value))
 
     return check

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
-from ..errors import InvalidParams, MethodNotFound
+from ..errors import InvalidParams, LimitExceeded, MethodNotFound
 from ..model import (
     ACTIVE_STATUSES,
     EVENT_KINDS,
@@ -135,6 +135,8 @@ PROTOCOL_VERSION = 1
 """The wire contract version this module implements."""
 
 DEFAULT_LIST_LIMIT = 100
+#: Tasks one ``task.submit_batch`` may hold (a documented limit: -32008).
+MAX_BATCH = 100_000
 MAX_LIST_LIMIT = 1000
 DEFAULT_PROGRESS_INTERVAL_MS = 100
 
@@ -641,13 +643,25 @@ def parse_submission(params: Mapping[str, Any], *, path: str = "") -> Submission
 
 
 def parse_submit_batch(params: Mapping[str, Any]) -> SubmitBatchParams:
-    """``task.submit_batch {tasks: [submit params]}``; errors name ``tasks[i].field``."""
+    """``task.submit_batch {tasks: [submit params]}``; errors name ``tasks[i].field``.
+
+    Raises:
+        LimitExceeded: more than :data:`MAX_BATCH` tasks (``batch_length``).
+    """
     p = Fields(params, ("tasks",))
+    tasks = params.get("tasks")
+    if isinstance(tasks, list) and len(tasks) > MAX_BATCH:
+        raise LimitExceeded(
+            "batch_length",
+            MAX_BATCH,
+            f"a batch holds at most {MAX_BATCH} tasks (got {len(tasks)}): split it",
+            field="tasks",
+        )
 
     def item(value: Any, name: str) -> Submission:
         return parse_submission(f.obj(value, name), path=name)
 
-    return SubmitBatchParams(tasks=p.required("tasks", f.list_of(item)))
+    return SubmitBatchParams(tasks=p.required("tasks", f.list_of(item, MAX_BATCH)))
 
 
 def parse_id(params: Mapping[str, Any]) -> IdParams:
@@ -1025,8 +1039,8 @@ def parse_execute_outcome(reply: Response | ErrorResponse) -> ExecuteOutcome:
     """
     if isinstance(reply, Response):
         result = reply.result
-        if isinstance(result, dict) and set(result) <= {"result"}:
-            return ExecuteCompleted(result=result.get("result"))
+        if isinstance(result, dict) and set(result) == {"result"}:
+            return ExecuteCompleted(result=result["result"])
         return ExecuteFailed(
             message='malformed worker.execute result: expected {"result": <value>}',
             retryable=True,

@@ -76,12 +76,17 @@ log = logging.getLogger(__name__)
 
 ShutdownMode = Literal["graceful", "hard"]
 
+#: Tasks a batch stores per transaction (a larger batch is several; see submit_many).
+BATCH_CHUNK = 1000
+#: Submissions resolved between two yields to the event loop.
+RESOLVE_CHUNK = 500
+
 
 class RemoteExecutors(Protocol):
     """Executors that live outside this process (remote workers)."""
 
-    def free_slots(self) -> Mapping[str, int]:
-        """Free execution slots per task type with a live worker."""
+    def free_slots_of(self, task_type: str) -> int:
+        """Free execution slots of one task type, across its live workers."""
         ...
 
     def executor_for(self, task_type: str) -> BoundExecutor | None:
@@ -110,6 +115,11 @@ class Execution:
     value: Any = None
     #: Executor threads this run has busy (see :mod:`taskmill.scheduler.threads`).
     threads: ThreadSlot = field(default_factory=ThreadSlot)
+    #: The type's bound on one attempt (None: none).
+    timeout_ms: int | None = None
+    #: Stopped by the scheduler (cancel, pause, preemption, shutdown): whoever
+    #: stopped it wrote its row, and its outcome is not recorded.
+    stopped: bool = False
 
 
 class Scheduler:
@@ -298,11 +308,22 @@ class Scheduler:
     async def submit_many(
         self, subs: Sequence[Submission], *, parent: TaskRecord | None = None
     ) -> list[SubmitResult]:
+        """Submit many tasks; equal keys within them are last-wins.
+
+        Up to :data:`BATCH_CHUNK` tasks are one transaction. A larger batch is
+        checked whole first (an invalid item rejects it with nothing stored),
+        then stored in transactions of :data:`BATCH_CHUNK`, yielding to the
+        event loop between them so other clients are served meanwhile. If a
+        chunk fails (a dependency cycle, a full disk), the chunks before it
+        stay stored and the error says how many tasks that is.
+        """
         self._check_accepting()
         now = self.clock.now_ms()
         items: list[NewTask] = []
         parents: dict[int, TaskRecord | None] = {}
         for i, sub in enumerate(subs):
+            if i and i % RESOLVE_CHUNK == 0:
+                await asyncio.sleep(0)  # a big batch must not hold the loop
             try:
                 p = parent
                 if p is None and sub.parent_id is not None:
@@ -314,7 +335,45 @@ class Scheduler:
                 if len(subs) > 1 and exc.field is not None:
                     exc.field = f"tasks[{i}].{exc.field}"
                 raise
-        effects = await self.store.write(lambda c: db.submit(c, items, now))
+        if len(items) <= BATCH_CHUNK:
+            effects = await self.store.write(lambda c: db.submit(c, items, now))
+            return await self._after_submit(items, effects, now)
+        # Last-wins across the whole batch, so chunking changes no outcome.
+        last = {(it.task_type, it.key): i for i, it in enumerate(items)}
+        winners = [i for i, it in enumerate(items) if last[it.task_type, it.key] == i]
+        results: dict[int, SubmitResult] = {}
+        for start in range(0, len(winners), BATCH_CHUNK):
+            chunk = winners[start : start + BATCH_CHUNK]
+            part = [items[i] for i in chunk]
+            try:
+                effects = await self.store.write(
+                    functools.partial(db.submit, items=part, now=now, positions=chunk),
+                    inline=False,
+                )
+            except TaskmillError as exc:
+                if start:
+                    exc.message += (
+                        f" (the batch was stored in chunks of {BATCH_CHUNK}: the tasks before "
+                        f"tasks[{chunk[0]}], {start} of them, were stored)"
+                    )
+                    exc.args = (exc.message,)
+                raise
+            for i, res in zip(chunk, await self._after_submit(part, effects, now), strict=True):
+                results[i] = res
+            await asyncio.sleep(0)
+        out = []
+        for i, it in enumerate(items):
+            won = results[last[it.task_type, it.key]]
+            out.append(
+                won
+                if i in results
+                else SubmitResult(outcome=Outcome.DUPLICATE, id=won.id, replaced_id=won.id)
+            )
+        return out
+
+    async def _after_submit(
+        self, items: Sequence[NewTask], effects: list[db.SubmitEffect], now: int
+    ) -> list[SubmitResult]:
         for item, eff in zip(items, effects, strict=True):
             # A running parent must look for children when it finishes.
             if item.parent_id is not None and eff.outcome is not Outcome.DUPLICATE:
@@ -486,29 +545,23 @@ class Scheduler:
             for name, d in self.registry.domains.items()
             if d.max_concurrency is not None
         }
-        type_caps: dict[str, int] = {}
-        unavailable: set[str] = set()
-        budget: dict[str, int] = {}
-        free = self.remote.free_slots() if self.remote is not None else {}
-        for tt in self.registry.all_types():
-            if tt.max_concurrency is not None:
-                type_caps[tt.qualified] = tt.max_concurrency
-            if tt.executor is None:
-                slots = free.get(tt.qualified, 0)
-                if slots <= 0:
-                    unavailable.add(tt.qualified)
-                else:
-                    budget[tt.qualified] = slots
         return self.policy.plan(
             now=now,
             limit=limit,
             running=[ex.record for ex in self._running.values()],
             domain_caps=domain_caps,
-            type_caps=type_caps,
-            unavailable=frozenset(unavailable),
-            type_budget=budget,
+            type_caps=self.registry.type_caps,
+            worker_slots=self._worker_slots,
             resources=self.awareness.view(),
         )
+
+    def _worker_slots(self, task_type: str) -> int | None:
+        """Free remote slots of a type with no Python executor (None: one runs it
+        here, or the type is unknown and its run fails at once)."""
+        tt = self.registry.find(task_type)
+        if tt is None or tt.executor is not None:
+            return None
+        return 0 if self.remote is None else self.remote.free_slots_of(task_type)
 
     async def _housekeeping(self, now: int) -> None:
         """Timed group resumes, the TTL sweep and the resume of preempted work, when due."""
@@ -718,6 +771,7 @@ class Scheduler:
             policy=policy_from_json(claimed.retry_policy_json, self.config.retry),
             memo=None if claimed.memo_json is None else json.loads(claimed.memo_json),
             threads=ThreadSlot(self._thread_freed),
+            timeout_ms=None if tt is None else tt.timeout_ms,
         )
         self._running[rec.id] = ex
         self._idle.clear()
@@ -744,22 +798,28 @@ class Scheduler:
         """
         rec = ex.record
         finish: Finish | None = None
+        deadline = asyncio.timeout(ex.timeout_ms / 1000 if ex.timeout_ms else None)
         try:
-            if ex.executor is None:
-                raise TaskError.permanent(f"no executor registered for type {rec.task_type!r}")
-            if ex.phase == "finalize":
-                value = await self._finalize(ex)
-            else:
-                value = await ex.executor.execute(rec.payload, ex.ctx)
+            async with deadline:
+                if ex.executor is None:
+                    raise TaskError.permanent(f"no executor registered for type {rec.task_type!r}")
+                if ex.phase == "finalize":
+                    value = await self._finalize(ex)
+                else:
+                    value = await ex.executor.execute(rec.payload, ex.ctx)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
-            if ex.ctx.cancelled.is_set() or (task is not None and task.cancelling()):
+            if ex.stopped or (task is not None and task.cancelling()):
                 # Stopped by us (the row is handled), or the loop is being torn
                 # down (the row is recovered at the next start).
                 self._end_execution(ex, None)
                 raise
             finish = self._failure(ex, exc)
         except BaseException as exc:  # task code raises anything
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                # Tell code that still runs (a thread, a worker) to stop.
+                ex.ctx.cancelled._set("timeout")
+                exc = TaskError.transient(f"the attempt timed out after {ex.timeout_ms} ms")
             finish = self._failure(ex, exc)
         else:
             finish = self._success(ex, value)
@@ -808,7 +868,7 @@ class Scheduler:
     def _end_execution(self, ex: Execution, finish: Finish | None) -> None:
         """Bookkeeping when an execution's coroutine ends, with its outcome."""
         rec = ex.record
-        stopped = ex.ctx.cancelled.is_set()
+        stopped = ex.stopped
         if self._running.get(rec.id) is ex:
             del self._running[rec.id]
             if finish is None and not stopped:
@@ -847,6 +907,7 @@ class Scheduler:
         ex = self._running.pop(task_id, None)
         if ex is None:
             return None
+        ex.stopped = True
         self._stopping_execs.add(ex)
         ex.ctx.cancelled._set(reason)
         if ex.task is not None and not ex.task.done():
@@ -890,20 +951,33 @@ class Scheduler:
         return any(ct.record.id == task_id for ct in cancelled)
 
     async def cancel_where(self, flt: db.TaskFilter) -> list[int]:
-        """Cancel every active task matching the filter; returns the ids cancelled."""
+        """Cancel every active task matching the filter; returns the ids cancelled.
+
+        The matching tasks are cancelled in pages of :data:`BATCH_CHUNK`, each
+        its own transaction, yielding to the event loop in between, so a
+        filter over hundreds of thousands of tasks never holds other clients
+        up. If the process dies mid-way, the pages done stay cancelled and
+        the rest stay active: run the same ``cancel_where`` again.
+        """
         if flt.is_empty():
             raise InvalidParams("give at least one filter", field="filter")
-        now = self.clock.now_ms()
-
-        eff = db.Effects()
-
-        def op(conn: Any) -> list[db.CancelledTask]:
-            return db.cancel(conn, db.active_ids(conn, flt), now, "cancelled", eff)
-
-        cancelled = await self.store.write(op)
-        self._after_cancel(cancelled, "cancelled")
-        self._apply_effects(eff)
-        return [ct.record.id for ct in cancelled]
+        out: list[int] = []
+        after: int | None = -1
+        while after is not None:
+            now = self.clock.now_ms()
+            eff = db.Effects()
+            cancelled, after = await self.store.write(
+                functools.partial(
+                    db.cancel_page, f=flt, after=after, limit=BATCH_CHUNK, now=now, eff=eff
+                ),
+                inline=False,
+            )
+            self._after_cancel(cancelled, "cancelled")
+            self._apply_effects(eff)
+            out.extend(ct.record.id for ct in cancelled)
+            if after is not None:
+                await asyncio.sleep(0)
+        return out
 
     def _after_cancel(self, cancelled: list[db.CancelledTask], reason: str) -> None:
         for ct in cancelled:
@@ -1077,6 +1151,12 @@ class Scheduler:
         now = self.clock.now_ms()
         text = json.dumps(dict(config), sort_keys=True)
         await self.store.write(lambda c: db.save_worker_type(c, task_type, text, now))
+
+    async def forget_worker_type(self, task_type: str) -> bool:
+        """Forget a persisted worker declaration, unless a task of the type is
+        still active (then it stays declared, and its tasks wait). Returns
+        whether it was forgotten."""
+        return await self.store.write(lambda c: db.forget_worker_type(c, task_type))
 
     async def remembered_worker_types(self) -> list[tuple[str, dict[str, Any]]]:
         """Every persisted worker declaration: ``(task_type, config)``."""

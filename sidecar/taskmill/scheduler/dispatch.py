@@ -10,7 +10,7 @@ pure checks of one candidate.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +49,12 @@ class Gate:
     default_group_limit: int
     paused_groups: frozenset[str]
     paused_domains: frozenset[str]
-    unavailable: frozenset[str] = frozenset()
-    type_budget: dict[str, int] = field(default_factory=dict)
+    #: Free worker slots of a type no Python executor runs (None: one runs it
+    #: here). Asked once per type and claim, so the cost of a claim does not
+    #: grow with the number of declared types.
+    worker_slots: Callable[[str], int | None] = lambda _t: None
+    #: Slots left per type in this claim (None: no worker limit).
+    type_budget: dict[str, int | None] = field(default_factory=dict)
     type_buckets: Mapping[str, TokenBucket] = field(default_factory=dict)
     group_buckets: Mapping[str, TokenBucket] = field(default_factory=dict)
     #: Resource pressure (0..1) and the policy that holds less urgent work above it.
@@ -83,8 +87,12 @@ class Gate:
         return self._check(cand, False)
 
     def _check(self, cand: Candidate, group_cap: bool) -> int:
-        if cand.task_type in self.unavailable:
-            return self._deny("no_executor")
+        if cand.task_type in self.type_budget:
+            budget = self.type_budget[cand.task_type]
+        else:
+            budget = self.type_budget[cand.task_type] = self.worker_slots(cand.task_type)
+        if budget is not None and budget <= 0:
+            return self._deny("no_worker")
         expected = IoBudget(
             disk_read=cand.expected_read,
             disk_write=cand.expected_write,
@@ -120,9 +128,6 @@ class Gate:
         cap = self.type_caps.get(cand.task_type)
         if cap is not None and self.running_by_type.get(cand.task_type, 0) >= cap:
             return self._deny("type_limit")
-        budget = self.type_budget.get(cand.task_type)
-        if budget is not None and budget <= 0:
-            return self._deny("no_worker")
         buckets = []
         b = self.type_buckets.get(cand.task_type)
         if b is not None:
@@ -218,8 +223,7 @@ class DispatchPolicy:
         running: list[TaskRecord],
         domain_caps: Mapping[str, int],
         type_caps: Mapping[str, int],
-        unavailable: frozenset[str],
-        type_budget: dict[str, int],
+        worker_slots: Callable[[str], int | None] = lambda _t: None,
         resources: ResourceView | None = None,
     ) -> tuple[ClaimPlan, Gate]:
         by_domain: dict[str, int] = {}
@@ -242,8 +246,7 @@ class DispatchPolicy:
             default_group_limit=self.default_group_limit,
             paused_groups=frozenset(self.paused_groups),
             paused_domains=frozenset(self.paused_domains),
-            unavailable=unavailable,
-            type_budget=type_budget,
+            worker_slots=worker_slots,
             type_buckets=self.type_buckets,
             group_buckets=self.group_buckets,
             pressure=0.0 if resources is None else resources.pressure,

@@ -12,7 +12,7 @@ Defaults are layered per call > type > domain > scheduler.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -110,6 +110,8 @@ class TaskType:
     expected_io: IoBudget | None = None
     max_concurrency: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: An attempt running longer ends as a retryable failure (None: no bound).
+    timeout_ms: int | None = None
     #: Where the declaration came from: "python", "config" or "worker".
     source: str = "python"
 
@@ -136,6 +138,8 @@ class TaskType:
             out["max_concurrency"] = self.max_concurrency
         if self.tags:
             out["tags"] = dict(self.tags)
+        if self.timeout_ms is not None:
+            out["timeout_ms"] = self.timeout_ms
         return out
 
 
@@ -190,9 +194,17 @@ class Domain:
         expected_io: IoBudget | None = None,
         max_concurrency: int | None = None,
         tags: Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
         source: str = "python",
     ) -> TaskType:
-        """Declare a task type, with an executor or (``None``) for remote workers."""
+        """Declare a task type, with an executor or (``None``) for remote workers.
+
+        ``timeout_ms`` bounds one attempt: past it the attempt ends as a
+        retryable failure (a Python executor is cancelled, a worker gets
+        ``worker.cancel``).
+        """
+        if timeout_ms is not None and timeout_ms <= 0:
+            raise InvalidParams("timeout_ms must be > 0", field="timeout_ms")
         check_name(name, "task type")
         tt = TaskType(
             domain=self.name,
@@ -206,6 +218,7 @@ class Domain:
             expected_io=expected_io,
             max_concurrency=max_concurrency,
             tags=dict(tags or {}),
+            timeout_ms=timeout_ms,
             source=source,
         )
         self.types[name] = tt
@@ -225,13 +238,42 @@ class Domain:
         return self.register(name, None, **config)
 
 
+class _TypeCaps(Mapping[str, int]):
+    """``task_type -> max_concurrency`` of the types that have one, looked up
+    per type (a claim asks only about the types it meets)."""
+
+    def __init__(self, registry: TypeRegistry) -> None:
+        self._registry = registry
+
+    def __getitem__(self, task_type: str) -> int:
+        tt = self._registry.find(task_type)
+        if tt is None or tt.max_concurrency is None:
+            raise KeyError(task_type)
+        return tt.max_concurrency
+
+    def __iter__(self) -> Iterator[str]:
+        return (t.qualified for t in self._registry.all_types() if t.max_concurrency is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class TypeRegistry:
     """Every domain and task type the scheduler knows."""
 
     def __init__(self, domains: list[Domain] | None = None) -> None:
         self.domains: dict[str, Domain] = {}
+        #: ``task_type -> max_concurrency``, a live view.
+        self.type_caps: Mapping[str, int] = _TypeCaps(self)
         for d in domains or []:
             self.add_domain(d)
+
+    def remove(self, task_type: str) -> None:
+        """Forget a type (a worker's inline declaration that nobody serves now)."""
+        domain, _, name = task_type.partition("::")
+        d = self.domains.get(domain)
+        if d is not None:
+            d.types.pop(name, None)
 
     def add_domain(self, domain: Domain) -> None:
         existing = self.domains.get(domain.name)

@@ -167,6 +167,14 @@ class EventFilter:
         return True
 
 
+def _unindex(index: dict[Any, dict[int, Subscription]], key: Any, sub_id: int) -> None:
+    slot = index.get(key)
+    if slot is not None:
+        slot.pop(sub_id, None)
+        if not slot:
+            del index[key]
+
+
 def header(rec: TaskRecord, effective_priority: int | None = None) -> dict[str, Any]:
     """The fields every task event carries."""
     return {
@@ -348,13 +356,34 @@ class Subscription:
 
 
 class EventBus:
-    """Numbers events and hands each to the subscriptions whose filter matches."""
+    """Numbers events and hands each to the subscriptions whose filter matches.
+
+    Subscriptions are indexed by the narrowest thing their filter names (task
+    ids, else task types, else domains; the rest are "broad"), so a task
+    event is checked only against the subscriptions that could want it:
+    10,000 ``waitFor`` subscriptions, each on one task id, cost an unrelated
+    event nothing.
+    """
 
     def __init__(self, now_ms: Callable[[], int]) -> None:
         self._now_ms = now_ms
         self._seq = 0
         self._ids = itertools.count(1)
         self._subs: dict[int, Subscription] = {}
+        self._by_task: dict[int, dict[int, Subscription]] = {}
+        self._by_type: dict[str, dict[int, Subscription]] = {}
+        self._by_domain: dict[str, dict[int, Subscription]] = {}
+        self._broad: dict[int, Subscription] = {}
+
+    def _slots(self, flt: EventFilter) -> list[dict[int, Subscription]]:
+        """The index entries a filter lives in."""
+        if flt.task_ids is not None:
+            return [self._by_task.setdefault(t, {}) for t in flt.task_ids]
+        if flt.task_types is not None:
+            return [self._by_type.setdefault(t, {}) for t in flt.task_types]
+        if flt.domains is not None:
+            return [self._by_domain.setdefault(d, {}) for d in flt.domains]
+        return [self._broad]
 
     @property
     def seq(self) -> int:
@@ -370,10 +399,41 @@ class EventBus:
     ) -> Subscription:
         sub = Subscription(self, next(self._ids), flt or EventFilter(), max(2, maxsize), on_ready)
         self._subs[sub.id] = sub
+        for slot in self._slots(sub.filter):
+            slot[sub.id] = sub
         return sub
 
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
     def _remove(self, sub: Subscription) -> None:
-        self._subs.pop(sub.id, None)
+        if self._subs.pop(sub.id, None) is None:
+            return
+        flt = sub.filter
+        if flt.task_ids is not None:
+            for t in flt.task_ids:
+                _unindex(self._by_task, t, sub.id)
+        elif flt.task_types is not None:
+            for name in flt.task_types:
+                _unindex(self._by_type, name, sub.id)
+        elif flt.domains is not None:
+            for d in flt.domains:
+                _unindex(self._by_domain, d, sub.id)
+        else:
+            self._broad.pop(sub.id, None)
+
+    def _candidates(self, rec: TaskRecord) -> list[Subscription]:
+        """Subscriptions that may want an event of this task (their filter decides)."""
+        found: dict[int, Subscription] = dict(self._broad)
+        for slot in (
+            self._by_task.get(rec.id),
+            self._by_type.get(rec.task_type),
+            self._by_domain.get(rec.domain),
+        ):
+            if slot:
+                found.update(slot)
+        return list(found.values())
 
     def close_all(self) -> None:
         for sub in list(self._subs.values()):
@@ -387,7 +447,7 @@ class EventBus:
         if rec is not None:
             targets = [
                 s
-                for s in self._subs.values()
+                for s in self._candidates(rec)
                 if s.filter.wants(kind, rec.id, rec.task_type, rec.domain, rec.tags)
             ]
         else:

@@ -95,6 +95,8 @@ class Sidecar:
         self._shutdown: asyncio.Future[tuple[str, int | None]] | None = None
         self._writer: LineWriter | None = None
         self.lifeline: Lifeline | None = None
+        #: The WebSocket connection gate, while serving WebSocket.
+        self.ws_gate: Any = None
 
     # -- what the methods need ---------------------------------------------
 
@@ -284,6 +286,8 @@ class Sidecar:
         for task_type, config in await self.scheduler.remembered_worker_types():
             if registry.find(task_type) is not None:
                 continue  # declared by the config file or Python code now
+            if await self.scheduler.forget_worker_type(task_type):
+                continue  # nothing of it is queued: it left with its worker
             try:
                 self.declare_type(task_type, config, source="worker")
             except InvalidParams as exc:

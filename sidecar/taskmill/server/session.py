@@ -16,13 +16,14 @@ import hmac
 import itertools
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._version import __version__
 from ..errors import (
     InternalError,
     InvalidParams,
+    LimitExceeded,
     ShuttingDown,
     TaskmillError,
     Unauthorized,
@@ -65,6 +66,16 @@ SUBSCRIPTION_BUFFER = 1024
 #: Close code when a WebSocket client fails authentication.
 CLOSE_UNAUTHORIZED = 4401
 
+# Per-connection limits (docs/security.md); past one, a request answers
+# -32008 limit_exceeded with data.limit and data.max. Each is far above what
+# an app needs and far below what hurts other clients.
+#: Subscriptions open at once (each buffers up to SUBSCRIPTION_BUFFER events).
+MAX_SUBSCRIPTIONS = 1_000
+#: Task types served by the connection's workers together.
+MAX_WORKER_TYPES = 1_000
+#: Requests being handled at once (a pipelining client waits for answers).
+MAX_IN_FLIGHT = 1_024
+
 
 class Outbound(Protocol):
     """Where a session writes: a stdout pipe or a WebSocket."""
@@ -96,8 +107,13 @@ class Session:
         self._calls: dict[str, asyncio.Future[Response | ErrorResponse]] = {}
         self._call_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Subscriptions with events to deliver, in the order they got some.
+        self._ready: dict[int, Subscription] = {}
         self._pump_scheduled = False
         self.closed = False
+        #: Called once when ``session.hello`` succeeds (the transport lifts its
+        #: pre-hello limits).
+        self.on_authenticated: Callable[[], None] | None = None
 
     # -- input -----------------------------------------------------------
 
@@ -119,6 +135,15 @@ class Session:
                     error_message(msg.id, Unauthorized("send session.hello with the token first"))
                 )
                 self.out.close(CLOSE_UNAUTHORIZED, "unauthorized")
+                return
+            if len(self._tasks) >= MAX_IN_FLIGHT:
+                busy = LimitExceeded(
+                    "requests_in_flight",
+                    MAX_IN_FLIGHT,
+                    f"{MAX_IN_FLIGHT} requests of this connection are being handled; "
+                    "wait for answers before sending more",
+                )
+                self.out.send(error_message(msg.id, busy))
                 return
             self._spawn(self._handle_request(msg))
         elif isinstance(msg, Notification):
@@ -187,13 +212,29 @@ class Session:
             if not hmac.compare_digest(token.encode(), self.app.token.encode()):
                 raise Unauthorized("wrong token")
             self.authenticated = True
+            if self.on_authenticated is not None:
+                self.on_authenticated()
         self.client = p.client
         return {"protocol": PROTOCOL_VERSION, "version": __version__, "session": self.id}
 
     def subscribe(self, flt: EventFilter) -> int:
-        sub = self.app.scheduler.events.subscribe(
-            flt, maxsize=SUBSCRIPTION_BUFFER, on_ready=self.schedule_pump
-        )
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise LimitExceeded(
+                "subscriptions",
+                MAX_SUBSCRIPTIONS,
+                f"this connection has {MAX_SUBSCRIPTIONS} subscriptions open; unsubscribe "
+                "some, or widen one filter instead of opening many",
+            )
+        holder: list[Subscription] = []
+
+        def ready() -> None:
+            sub = holder[0]
+            if sub.id in self.subscriptions:
+                self._ready[sub.id] = sub
+                self.schedule_pump()
+
+        sub = self.app.scheduler.events.subscribe(flt, maxsize=SUBSCRIPTION_BUFFER, on_ready=ready)
+        holder.append(sub)
         self.subscriptions[sub.id] = sub
         return sub.id
 
@@ -201,11 +242,22 @@ class Session:
         sub = self.subscriptions.pop(sub_id, None)
         if sub is None:
             return False
+        self._ready.pop(sub_id, None)
         sub.close()
         return True
 
     async def register_worker(self, p: WorkerRegisterParams) -> str:
         registry = self.app.scheduler.registry
+        served = {t for w in self.app.workers.by_channel(self) for t in w.task_types}
+        wanted = served | {t.task_type for t in p.task_types}
+        if len(wanted) > MAX_WORKER_TYPES:
+            raise LimitExceeded(
+                "worker_types",
+                MAX_WORKER_TYPES,
+                f"the workers of a connection serve at most {MAX_WORKER_TYPES} task types "
+                f"together ({len(served)} already)",
+                field="task_types",
+            )
         for i, t in enumerate(p.task_types):
             if t.config is None and registry.find(t.task_type) is None:
                 raise UnknownTaskType(
@@ -245,26 +297,24 @@ class Session:
             asyncio.get_running_loop().call_soon(self.pump)
 
     def pump(self) -> None:
-        """Move events from subscriptions to the transport while it keeps up."""
+        """Move events from the subscriptions that have some to the transport,
+        one from each in turn, while the transport keeps up."""
         self._pump_scheduled = False
         if self.closed:
             return
-        subs = list(self.subscriptions.values())
-        while subs and self.out.backlog() < HIGH_WATER:
-            progressed = False
-            for sub in subs:
+        ready = self._ready
+        while ready and self.out.backlog() < HIGH_WATER:
+            for sub_id, sub in list(ready.items()):
                 ev = sub.get_nowait()
-                if ev is None:
-                    continue
-                progressed = True
-                params = {"subscription": sub.id, **ev.data}
-                self.out.send({"jsonrpc": "2.0", "method": "event", "params": params})
-            if not progressed:
-                return
+                if ev is None or not sub.pending():
+                    del ready[sub_id]
+                if ev is not None:
+                    params = {"subscription": sub.id, **ev.data}
+                    self.out.send({"jsonrpc": "2.0", "method": "event", "params": params})
 
     def writable(self) -> None:
         """The transport drained below its high-water mark."""
-        if any(s.pending() for s in self.subscriptions.values()):
+        if self._ready:
             self.schedule_pump()
 
     # -- end ---------------------------------------------------------------
@@ -277,6 +327,7 @@ class Session:
         for sub in self.subscriptions.values():
             sub.close()
         self.subscriptions.clear()
+        self._ready.clear()
         # Release first, then fail the calls: a released run records nothing.
         try:
             await self.app.workers.channel_closed(self)

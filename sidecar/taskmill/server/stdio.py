@@ -109,7 +109,15 @@ class StdinReader:
     ``on_eof`` runs on the loop after the last data; ``on_eof_thread``, if
     given, runs on the reader thread right after scheduling it, so end of
     file is acted on even while task code blocks the loop.
+
+    At most :data:`CHUNKS_IN_FLIGHT` chunks wait for the loop at once: while
+    the loop is behind (blocked, or busy with a flood), the thread stops
+    reading and the pipe pushes back on the writer, instead of the chunks
+    piling up in memory.
     """
+
+    CHUNK = 65536
+    CHUNKS_IN_FLIGHT = 16
 
     def __init__(
         self,
@@ -125,6 +133,7 @@ class StdinReader:
         self._on_data = on_data
         self._on_eof = on_eof
         self._on_eof_thread = on_eof_thread
+        self._room = threading.BoundedSemaphore(self.CHUNKS_IN_FLIGHT)
         self._thread = threading.Thread(target=self._run, name="taskmill-stdin", daemon=True)
 
     def start(self) -> None:
@@ -134,10 +143,11 @@ class StdinReader:
         read = getattr(self._stream, "read1", self._stream.read)
         try:
             while True:
-                data = read(65536)
+                self._room.acquire()
+                data = read(self.CHUNK)
                 if not data:
                     break
-                self._loop.call_soon_threadsafe(self._on_data, data)
+                self._loop.call_soon_threadsafe(self._deliver, data)
         except (OSError, ValueError) as exc:
             log.info("stdin closed: %s", exc)
         except RuntimeError:  # the loop closed under us
@@ -148,3 +158,9 @@ class StdinReader:
             return
         if self._on_eof_thread is not None:
             self._on_eof_thread()
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            self._on_data(data)
+        finally:
+            self._room.release()

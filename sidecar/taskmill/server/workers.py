@@ -61,6 +61,9 @@ class WorkerPool:
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
         self.workers: dict[str, RemoteWorker] = {}
+        #: task type -> the workers serving it (so a claim's cost does not grow
+        #: with the number of types).
+        self._by_type: dict[str, list[RemoteWorker]] = {}
         self._ids = itertools.count(1)
 
     # -- registration ---------------------------------------------------
@@ -83,6 +86,8 @@ class WorkerPool:
                 )
         worker = RemoteWorker(f"w{next(self._ids)}", channel, task_types, concurrency)
         self.workers[worker.id] = worker
+        for t in task_types:
+            self._by_type.setdefault(t, []).append(worker)
         self.scheduler.wake()
         return worker
 
@@ -96,10 +101,28 @@ class WorkerPool:
         if worker is None or (channel is not None and worker.channel is not channel):
             raise NotFound(f"no worker {worker_id!r}", field="worker")
         del self.workers[worker_id]
+        for t in worker.task_types:
+            serving = self._by_type.get(t)
+            if serving is not None:
+                serving.remove(worker)
+                if not serving:
+                    del self._by_type[t]
         if worker.running:
             released = await self.scheduler.release(list(worker.running), "worker_gone")
             if released:
                 log.info("worker %s left; %d task(s) back to pending", worker_id, len(released))
+        await self._forget_unserved(worker.task_types)
+
+    async def _forget_unserved(self, task_types: frozenset[str]) -> None:
+        """Types declared inline by workers leave with the last worker serving
+        them, unless a task of theirs is still queued (it waits for a worker)."""
+        registry = self.scheduler.registry
+        for t in task_types:
+            tt = registry.find(t)
+            if tt is None or tt.source != "worker" or t in self._by_type:
+                continue
+            if await self.scheduler.forget_worker_type(t):
+                registry.remove(t)
 
     async def channel_closed(self, channel: WorkerChannel) -> None:
         """A connection closed: unregister every worker it had."""
@@ -110,7 +133,7 @@ class WorkerPool:
         return [w for w in self.workers.values() if w.channel is channel]
 
     def types_with_workers(self) -> frozenset[str]:
-        return frozenset(t for w in self.workers.values() for t in w.task_types)
+        return frozenset(self._by_type)
 
     def find_run(self, channel: WorkerChannel, task_id: int) -> TaskContext | None:
         """The context of a run of ``task_id`` on one of this connection's workers."""
@@ -122,16 +145,11 @@ class WorkerPool:
 
     # -- RemoteExecutors --------------------------------------------------
 
-    def free_slots(self) -> Mapping[str, int]:
-        out: dict[str, int] = {}
-        for w in self.workers.values():
-            if w.free:
-                for t in w.task_types:
-                    out[t] = out.get(t, 0) + w.free
-        return out
+    def free_slots_of(self, task_type: str) -> int:
+        return sum(w.free for w in self._by_type.get(task_type, ()))
 
     def executor_for(self, task_type: str) -> BoundExecutor | None:
-        candidates = [w for w in self.workers.values() if task_type in w.task_types and w.free]
+        candidates = [w for w in self._by_type.get(task_type, ()) if w.free]
         if not candidates:
             return None
         worker = max(candidates, key=lambda w: w.free)
@@ -158,6 +176,12 @@ class WorkerPool:
                 "worker.execute",
                 {"worker": worker.id, "task": ctx.record.to_dict(), "attempt": ctx.attempt},
             )
+        except asyncio.CancelledError:
+            if not ctx.cancelled.is_set():
+                # Not stopped by the scheduler (that sends worker.cancel itself):
+                # the attempt timed out. The worker's late answer is ignored.
+                worker.channel.send_message(worker_cancel_notification(ctx.task_id, "cancelled"))
+            raise
         finally:
             watcher.cancel()
             worker.running.pop(ctx.task_id, None)

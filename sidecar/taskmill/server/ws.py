@@ -6,14 +6,24 @@ page open a WebSocket to a loopback address, so two defences apply: a browser
 first request must be ``session.hello`` carrying the per-launch token (compared
 in constant time); anything else is answered with -32001 and the connection is
 closed with code 4401. A connection that has not said hello within 5 s is
-closed too. A connection answers in the encoding of the first frame it got.
+dropped. A connection answers in the encoding of the first frame it got.
+
+Anyone on the machine can connect without the token, so until ``session.hello``
+a connection is kept cheap and short-lived (:class:`ConnectionGate`): at most
+:data:`MAX_PENDING` such connections at once (a new one evicts the oldest, so
+a client that says hello at once always gets in, whatever a flood does), a
+frame limit of :data:`PRE_HELLO_MAX_BYTES`, and no close handshake when one is
+dropped (its descriptor is freed at once). Connections as a whole are capped
+below the process's descriptor limit, keeping headroom for the database and
+the executors' files.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import os
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +56,96 @@ DEFAULT_ORIGINS = (
     "file://",
 )
 HELLO_TIMEOUT_S = 5.0
+#: Connections that have not said hello yet, at once.
+MAX_PENDING = 64
+#: The largest frame a connection may send before hello (a hello is ~100 bytes).
+PRE_HELLO_MAX_BYTES = 64 * 1024
+#: File descriptors kept free for everything but connections (database, WAL,
+#: lock, logs, the fs executors' files, psutil).
+FD_RESERVE = 64
+#: Seconds a close handshake may take before the connection is dropped.
+CLOSE_TIMEOUT_S = 2.0
+#: WebSocket keepalive: a ping every so often; no pong within as long, and the
+#: connection (and its workers' runs) are given up.
+PING_INTERVAL_S = 10.0
+
+
+class ConnectionGate:
+    """Admits connections within the descriptor budget, unauthenticated ones
+    within :data:`MAX_PENDING` (evicting the oldest)."""
+
+    def __init__(self, capacity: int, max_pending: int = MAX_PENDING) -> None:
+        self.capacity = max(1, capacity)
+        self.max_pending = max(1, max_pending)
+        self._pending: OrderedDict[ServerConnection, None] = OrderedDict()
+        self._authed: set[ServerConnection] = set()
+        #: Connections dropped at the door or evicted (for tests and metrics).
+        self.dropped = 0
+
+    def open(self, conn: ServerConnection) -> bool:
+        """A TCP connection was accepted; False if it was dropped at once."""
+        while self._pending and (
+            len(self._pending) >= self.max_pending
+            or len(self._pending) + len(self._authed) >= self.capacity
+        ):
+            oldest, _ = self._pending.popitem(last=False)
+            self._drop(oldest)
+        if len(self._authed) >= self.capacity:
+            self._drop(conn)
+            return False
+        self._pending[conn] = None
+        return True
+
+    def hello(self, conn: ServerConnection, max_size: int) -> None:
+        """The connection authenticated: it is no longer evictable."""
+        if self._pending.pop(conn, False) is None:
+            self._authed.add(conn)
+            # The parser reads the limit afresh for each frame. websockets 15+
+            # calls it max_message_size, earlier ones max_size.
+            proto: Any = conn.protocol
+            if hasattr(proto, "max_message_size"):
+                proto.max_message_size = max_size
+            else:
+                proto.max_size = max_size
+
+    def close(self, conn: ServerConnection) -> None:
+        self._pending.pop(conn, None)
+        self._authed.discard(conn)
+
+    def _drop(self, conn: ServerConnection) -> None:
+        self.dropped += 1
+        transport = getattr(conn, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+
+def _hang_up(ws: ServerConnection, code: int, reason: str) -> None:
+    """Send a close frame and close the socket at once, without waiting for the
+    peer's close frame (a close handshake would hold the descriptor up to
+    CLOSE_TIMEOUT_S more)."""
+    try:
+        ws.protocol.send_close(code, reason)
+        ws.send_data()
+    except Exception:  # the connection is already closing: just close it
+        pass
+    ws.transport.close()
+
+
+def fd_capacity(reserve: int = FD_RESERVE) -> int:
+    """How many connections fit under the descriptor limit, keeping ``reserve``."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # Windows: no such limit
+        return 4096
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 32
+    return max(8, soft - in_use - reserve)
 
 
 class WsOut:
@@ -118,37 +218,56 @@ async def start_ws_server(
     allowed: list[Origin | None] = [Origin(o) for o in origins]
     allowed.append(None)  # non-browser clients send no Origin; the token guards them
 
+    gate = ConnectionGate(fd_capacity())
+
+    class GatedConnection(ServerConnection):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            gate.open(self)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            gate.close(self)
+            super().connection_lost(exc)
+
     async def handler(ws: ServerConnection) -> None:
-        await _serve_connection(app, ws, max_message_bytes)
+        await _serve_connection(app, ws, max_message_bytes, gate)
 
     server = await serve(
         handler,
         host,
         port,
         origins=allowed,
-        # Frames up to twice the limit are read and refused with -32600 (the
-        # connection stays open); larger ones close it (1009).
-        max_size=2 * max_message_bytes,
+        # Before hello, frames are small (a bigger one closes the connection,
+        # 1009); after it, frames up to twice the limit are read and refused
+        # with -32600 (the connection stays open), larger ones close it.
+        max_size=PRE_HELLO_MAX_BYTES,
         compression=None,
-        ping_interval=20,
-        ping_timeout=20,
-        max_queue=64,
+        ping_interval=PING_INTERVAL_S,
+        ping_timeout=PING_INTERVAL_S,
+        close_timeout=CLOSE_TIMEOUT_S,
+        open_timeout=HELLO_TIMEOUT_S,
+        max_queue=16,
+        create_connection=GatedConnection,
     )
+    app.ws_gate = gate
     sock_port = next(iter(server.sockets)).getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     return server, f"ws://{shown}:{sock_port}"
 
 
-async def _serve_connection(app: Sidecar, ws: ServerConnection, limit: int) -> None:
+async def _serve_connection(
+    app: Sidecar, ws: ServerConnection, limit: int, gate: ConnectionGate
+) -> None:
     out = WsOut(ws)
     session = Session(app, out, transport="ws", authenticated=False)
+    session.on_authenticated = lambda: gate.hello(ws, 2 * limit)
     out.session = session
     app.sessions.add(session)
     loop = asyncio.get_running_loop()
 
     def hello_deadline() -> None:
         if not session.authenticated:
-            out.close(CLOSE_UNAUTHORIZED, "no session.hello in time")
+            _hang_up(ws, CLOSE_UNAUTHORIZED, "no session.hello in time")
 
     timer = loop.call_later(HELLO_TIMEOUT_S, hello_deadline)
     try:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,8 +135,23 @@ def open_connection(
         raise
     except sqlite3.Error as exc:
         conn.close()
-        raise StorageError(f"cannot use database {path}: {exc}") from exc
+        raise StorageError(f"cannot use database {path}: {_explain(path, exc)}") from exc
     return conn
+
+
+def _explain(path: str, exc: sqlite3.Error) -> str:
+    """SQLite's reason, or what is behind it when it is vague: a full disk
+    shows up at start-up as a mere "disk I/O error"."""
+    text = str(exc)
+    if "disk i/o error" in text.lower() or "full" in text.lower():
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return text
+        if free < (1 << 20):
+            return f"the disk is full ({free} bytes free in {folder}; SQLite said: {text})"
+    return text
 
 
 def _split_sql(script: str) -> list[str]:
@@ -289,8 +306,17 @@ class SubmitEffect:
     cancelled: list[CancelledTask] = field(default_factory=list)
 
 
-def submit(conn: sqlite3.Connection, items: Sequence[NewTask], now: int) -> list[SubmitEffect]:
+def submit(
+    conn: sqlite3.Connection,
+    items: Sequence[NewTask],
+    now: int,
+    *,
+    positions: Sequence[int] | None = None,
+) -> list[SubmitEffect]:
     """Insert tasks with dedup; a batch is last-wins on equal keys.
+
+    ``positions`` are the items' indexes in the request, when they are a chunk
+    of a larger batch (errors name ``tasks[position]``).
 
     Raises:
         InvalidParams: a dependency is unknown, failed, or would form a cycle.
@@ -321,8 +347,8 @@ def submit(conn: sqlite3.Connection, items: Sequence[NewTask], now: int) -> list
         try:
             effects[i] = _submit_one(conn, item, now, pauses)
         except InvalidParams as exc:
-            if len(items) > 1 and exc.field is not None:
-                exc.field = f"tasks[{i}].{exc.field}"
+            if (len(items) > 1 or positions is not None) and exc.field is not None:
+                exc.field = f"tasks[{i if positions is None else positions[i]}].{exc.field}"
             raise
     if run:
         _insert_run(conn, items, run, now, pauses, effects)
@@ -1949,9 +1975,32 @@ def list_active(
     return [record_from_row(r) for r in rows], total
 
 
-def active_ids(conn: sqlite3.Connection, f: TaskFilter) -> list[int]:
+def active_ids(
+    conn: sqlite3.Connection, f: TaskFilter, *, after: int = -1, limit: int = -1
+) -> list[int]:
+    """Ids of active tasks matching ``f``, ascending, above ``after`` (a page of
+    ``limit``; -1: all)."""
     where, params = _where(f)
-    return [r[0] for r in conn.execute(f"SELECT t.id FROM tasks t WHERE {where}", params)]
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT t.id FROM tasks t WHERE {where} AND t.id > ? ORDER BY t.id LIMIT ?",
+            (*params, after, limit),
+        )
+    ]
+
+
+def cancel_page(
+    conn: sqlite3.Connection, f: TaskFilter, after: int, limit: int, now: int, eff: Effects
+) -> tuple[list[CancelledTask], int | None]:
+    """Cancel one page of the active tasks matching ``f`` (ids above ``after``).
+
+    Returns what was cancelled (children included) and the last id of the page,
+    or None when the page was the last.
+    """
+    ids = active_ids(conn, f, after=after, limit=limit)
+    done = cancel(conn, ids, now, "cancelled", eff)
+    return done, (ids[-1] if len(ids) == limit else None)
 
 
 def list_history(

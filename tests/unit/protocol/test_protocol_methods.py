@@ -663,7 +663,11 @@ def test_execute_outcome():
     assert parse_execute_outcome(Response(id="s-1", result={"result": [1]})) == (
         ExecuteCompleted(result=[1])
     )
-    assert parse_execute_outcome(Response(id="s-1", result={})) == ExecuteCompleted(result=None)
+    assert parse_execute_outcome(Response(id="s-1", result={"result": None})) == (
+        ExecuteCompleted(result=None)
+    )
+    # The docs say a result is {"result": value}: {} is malformed, not a success.
+    assert isinstance(parse_execute_outcome(Response(id="s-1", result={})), ExecuteFailed)
     malformed = parse_execute_outcome(Response(id="s-1", result=5))
     assert isinstance(malformed, ExecuteFailed)
     assert malformed.retryable

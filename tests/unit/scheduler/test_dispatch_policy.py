@@ -136,6 +136,23 @@ def test_gate_group_limits_default_and_pauses() -> None:
     assert g.denials == {"group_limit": 2, "group_paused": 1}
 
 
+def test_gate_asks_each_worker_type_once_per_claim() -> None:
+    asked: list[str] = []
+
+    def slots(task_type: str) -> int | None:
+        asked.append(task_type)
+        return {"w::one": 1, "w::none": 0}.get(task_type)
+
+    g = gate(worker_slots=slots)
+    assert g.admit(cand(1, task_type="w::one")) == Admission.ADMIT
+    assert g.admit(cand(2, task_type="w::one")) == Admission.SKIP  # its one slot is taken
+    assert g.admit(cand(3, task_type="w::none")) == Admission.SKIP  # no worker
+    assert g.admit(cand(4)) == Admission.ADMIT  # a Python executor runs d::t
+    assert g.admit(cand(5)) == Admission.ADMIT
+    assert asked == ["w::one", "w::none", "d::t"]
+    assert g.denials == {"no_worker": 2}
+
+
 def test_gate_rate_limit_defers_until_next_token() -> None:
     bucket = TokenBucket.new(50, 1, NOW)
     g = gate(type_buckets={"d::t": bucket})
@@ -152,8 +169,6 @@ def test_policy_plan_fair_callback_uses_weights() -> None:
         running=[],
         domain_caps={},
         type_caps={},
-        unavailable=frozenset(),
-        type_budget={},
     )
     assert plan.fair is not None
     assert plan.fair({"a": (0, 100), "b": (0, 100)}) == {"a": 6, "b": 2}
