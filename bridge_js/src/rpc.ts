@@ -495,7 +495,17 @@ export class Rpc {
       link.transport.send({ jsonrpc: "2.0", id, method: pending.method, params: pending.params });
     } catch (error) {
       this.#forget(pending);
-      pending.reject(toTaskmillError(error, "disconnected", `could not send ${pending.method}`, pending.method));
+      // The transport throws a TaskmillError when it cannot send; anything else is the encoder refusing the params.
+      pending.reject(
+        isTaskmillError(error)
+          ? error
+          : new TaskmillError(`${pending.method}: cannot encode the request: ${error instanceof Error ? error.message : String(error)}`, {
+              code: -32600,
+              kind: "invalid_request",
+              method: pending.method,
+              cause: error,
+            }),
+      );
     }
   }
 

@@ -257,16 +257,17 @@ describe("every rejection is a TaskmillError", () => {
     expect(client.state).toBe("disconnected");
   });
 
-  it("a failed send (over the size limit) rejects with the transport's TaskmillError", async () => {
+  it("params the encoder refuses (a bigint, a cycle) reject with invalid_request and the encoder's error as cause", async () => {
     const server = new FakeServer();
     const client = makeClient(server);
     await client.connect();
     server.last.transport.send = () => {
-      throw new TypeError("cannot encode a function");
+      throw new TypeError("Do not know how to serialize a BigInt");
     };
-    const error: unknown = await client.info().catch((e: unknown) => e);
-    expect(error).toMatchObject({ kind: "disconnected", method: "sidecar.info" });
+    const error: unknown = await client.submit({ task_type: "a::b", payload: { n: 1n } }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ kind: "invalid_request", code: -32600, method: "task.submit" });
     expect((error as Error).cause).toBeInstanceOf(TypeError);
+    expect(client.state).toBe("open");
   });
 
   it("maps -32008 to kind limit_exceeded and keeps data.limit/max", async () => {

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket, { WebSocketServer } from "ws";
-import { TaskmillClient, connectWebSocket, webSocketConnector, type ConnectionEvent } from "../src/index.js";
+import { TaskmillClient, connectWebSocket, isTaskmillError, webSocketConnector, type ConnectionEvent } from "../src/index.js";
 import { spawnSidecar, type SpawnedSidecar } from "../src/node.js";
 import { until } from "./helpers.js";
 
@@ -101,6 +101,23 @@ describe("WebSocket transport (ws package)", () => {
     expect(sidecar.ready.transports.ws?.url).not.toBe(firstUrl);
     const { id } = await client.submit({ task_type: "demo::echo", payload: 1 });
     await until(() => completed.includes(id));
+  });
+
+  it("a throwing endpoint provider and an invalid URL reject with TaskmillError connect_failed, with the cause", async () => {
+    const boom = new Error("IPC channel closed");
+    const fromProvider: unknown = await connectWebSocket({
+      endpoint: () => {
+        throw boom;
+      },
+      WebSocket,
+    }).catch((e: unknown) => e);
+    expect(isTaskmillError(fromProvider)).toBe(true);
+    expect(fromProvider).toMatchObject({ kind: "connect_failed", message: expect.stringContaining("IPC channel closed") as unknown });
+    expect((fromProvider as Error).cause).toBe(boom);
+    const fromUrl: unknown = await connectWebSocket({ endpoint: { url: "not a url", token: "t" }, WebSocket }).catch((e: unknown) => e);
+    expect(isTaskmillError(fromUrl)).toBe(true);
+    expect(fromUrl).toMatchObject({ kind: "connect_failed" });
+    expect((fromUrl as Error).cause).toBeInstanceOf(SyntaxError);
   });
 
   it("without a global WebSocket and none injected, says what to do", async () => {
