@@ -14,6 +14,9 @@
  * - `stop()`: closes the client (the sidecar drains and exits), then kills
  *   the process if it has not exited in time.
  *
+ * The ready line is read by {@link ReadyGate} (with {@link parseReady}), at
+ * the end of this module.
+ *
  * @packageDocumentation
  */
 
