@@ -23,7 +23,7 @@ import type { Connection, Connector, RpcFailure, RpcId, RpcMessage, Transport, T
 import { PROTOCOL_VERSION, type HelloResult, type SidecarReady } from "./types.js";
 
 /** This package's version, sent in `session.hello`. */
-export const VERSION = "0.1.0";
+export const VERSION = "0.2.0";
 
 /** Where the client is in its life. */
 export type ConnectionState =

@@ -49,7 +49,7 @@ describe("handshake", () => {
   it("defaults the client name to taskmill-bridge/<version>", async () => {
     const server = new FakeServer();
     await makeClient(server).connect();
-    expect((server.last.received[0] as RpcRequest).params).toMatchObject({ client: "taskmill-bridge/0.1.0" });
+    expect((server.last.received[0] as RpcRequest).params).toMatchObject({ client: "taskmill-bridge/0.2.0" });
   });
 
   it("skips the handshake when the connector says so (stdio)", async () => {
