@@ -104,6 +104,13 @@ export interface ClientOptions {
    * defaults. Defaults to `true`.
    */
   readonly reconnect?: boolean | ReconnectOptions;
+  /**
+   * Requests sent and not yet answered, at most, per connection. Requests
+   * beyond it wait in the client, in order, and go out as answers come back
+   * (their timeout runs meanwhile). The sidecar answers -32008
+   * `limit_exceeded` past 1,024. Defaults to 1000.
+   */
+  readonly maxInFlight?: number;
 }
 
 /** Per-request options. */
@@ -121,6 +128,10 @@ export interface Link {
   closed: boolean;
   hello: HelloResult | null;
   ready: SidecarReady | null;
+  /** Ids sent on this link and not yet answered, including those the client stopped waiting for: the sidecar still counts them. */
+  readonly sent: Set<RpcId>;
+  /** Requests held back by `maxInFlight`, in sending order. */
+  readonly held: Pending[];
 }
 
 /** What subscriptions and workers plug into the core. @internal */
@@ -140,6 +151,8 @@ interface Pending {
   readonly params: unknown;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: TaskmillError) => void;
+  /** Made for one link (handshake, restore, subscriptions): never moved to another. */
+  readonly raw: boolean;
   id: RpcId | null;
   link: Link | null;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -159,6 +172,7 @@ export class Rpc {
   readonly #connector: Connector;
   readonly #clientName: string;
   readonly #timeoutMs: number;
+  readonly #maxInFlight: number;
   readonly #reconnect: Required<Omit<ReconnectOptions, "shouldRetry">> | null;
   readonly #shouldRetry: (error: TaskmillError, attempt: number) => boolean;
   readonly #lifetime = new AbortController();
@@ -175,7 +189,7 @@ export class Rpc {
   readonly #closed: Promise<TaskmillError>;
   #resolveClosed!: (reason: TaskmillError) => void;
   readonly #pending = new Map<RpcId, Pending>();
-  readonly #queued: Pending[] = [];
+  #queued: Pending[] = [];
   readonly #listeners = new Set<(event: ConnectionEvent) => void>();
 
   constructor(options: ClientOptions, services: LinkServices) {
@@ -183,6 +197,7 @@ export class Rpc {
     this.#services = services;
     this.#clientName = options.clientName ?? `taskmill-bridge/${VERSION}`;
     this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1000);
     const r = options.reconnect ?? true;
     const { shouldRetry, ...rest } = r === true || r === false ? ({} as ReconnectOptions) : r;
     this.#shouldRetry = shouldRetry ?? defaultShouldRetry;
@@ -305,7 +320,7 @@ export class Rpc {
   }
 
   async #attempt(attempt: number): Promise<void> {
-    const link: Link = { gen: ++this.#gen, transport: null, closed: false, hello: null, ready: null };
+    const link: Link = { gen: ++this.#gen, transport: null, closed: false, hello: null, ready: null, sent: new Set(), held: [] };
     this.#link = link;
     if (this.#state !== "reconnecting") this.#state = "connecting";
     this.emit({ type: "connecting", attempt });
@@ -411,12 +426,26 @@ export class Rpc {
     }, delayMs);
   }
 
-  /** Forgets everything tied to a link: its requests reject, subscriptions and workers let go of it. */
+  /**
+   * Forgets everything tied to a link: its requests reject, subscriptions and
+   * workers let go of it. Requests held back by `maxInFlight` were never sent:
+   * they wait for the next connection like requests made while reconnecting.
+   */
   #dropLink(link: Link, error: TaskmillError): void {
     link.closed = true;
+    const failed: Pending[] = [];
+    const requeued: Pending[] = [];
+    for (const pending of link.held.splice(0)) {
+      pending.link = null;
+      (pending.raw || this.#reason !== null ? failed : requeued).push(pending);
+    }
+    this.#queued = requeued.concat(this.#queued);
     for (const [id, pending] of this.#pending) {
       if (pending.link !== link) continue;
       this.#pending.delete(id);
+      failed.push(pending);
+    }
+    for (const pending of failed) {
       this.#settle(pending);
       pending.reject(forRequest(error, pending.method));
     }
@@ -438,7 +467,7 @@ export class Rpc {
         reject(refused);
         return;
       }
-      const pending = this.#arm({ method, params, resolve, reject }, options);
+      const pending = this.#arm({ method, params, resolve, reject, raw: false }, options);
       if (pending === null) return;
       if (this.#state === "open" && this.#link !== null) this.#sendPending(this.#link, pending);
       else this.#queued.push(pending);
@@ -448,7 +477,7 @@ export class Rpc {
   /** A request on a specific link, bypassing the open-gate (handshake and restore). */
   rawRequest(link: Link, method: string, params: object): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      const pending = this.#arm({ method, params, resolve, reject }, {});
+      const pending = this.#arm({ method, params, resolve, reject, raw: true }, {});
       if (pending !== null) this.#sendPending(link, pending);
     });
   }
@@ -459,7 +488,10 @@ export class Rpc {
     link.transport.send(message);
   }
 
-  #arm(base: { method: string; params: unknown; resolve: (value: unknown) => void; reject: (error: TaskmillError) => void }, options: RequestOptions): Pending | null {
+  #arm(
+    base: { method: string; params: unknown; resolve: (value: unknown) => void; reject: (error: TaskmillError) => void; raw: boolean },
+    options: RequestOptions,
+  ): Pending | null {
     const pending: Pending = { ...base, id: null, link: null, timer: undefined, signal: undefined, onAbort: undefined };
     const signal = options.signal;
     const aborted = (): TaskmillError => TaskmillError.client("aborted", `${base.method} aborted`, { method: base.method, cause: signal?.reason });
@@ -485,15 +517,27 @@ export class Rpc {
     return pending;
   }
 
+  /** Sends now, or holds the request back while `maxInFlight` requests are unanswered (link-bound requests first). */
   #sendPending(link: Link, pending: Pending): void {
+    pending.link = link;
+    if (!link.closed && (link.sent.size >= this.#maxInFlight || link.held.length > 0)) {
+      const at = pending.raw ? link.held.findIndex((p) => !p.raw) : -1;
+      link.held.splice(at < 0 ? link.held.length : at, 0, pending);
+      return;
+    }
+    this.#transmit(link, pending);
+  }
+
+  #transmit(link: Link, pending: Pending): void {
     const id = this.#nextId++;
     pending.id = id;
-    pending.link = link;
     this.#pending.set(id, pending);
     try {
       if (link.closed || link.transport === null) throw TaskmillError.client("disconnected", "the connection is closed", { method: pending.method });
+      link.sent.add(id);
       link.transport.send({ jsonrpc: "2.0", id, method: pending.method, params: pending.params });
     } catch (error) {
+      link.sent.delete(id);
       this.#forget(pending);
       // The transport throws a TaskmillError when it cannot send; anything else is the encoder refusing the params.
       pending.reject(
@@ -512,8 +556,18 @@ export class Rpc {
   #forget(pending: Pending): void {
     this.#settle(pending);
     if (pending.id !== null && this.#pending.get(pending.id) === pending) this.#pending.delete(pending.id);
-    const index = this.#queued.indexOf(pending);
-    if (index >= 0) this.#queued.splice(index, 1);
+    for (const queue of [this.#queued, pending.link?.held ?? []]) {
+      const index = queue.indexOf(pending);
+      if (index >= 0) queue.splice(index, 1);
+    }
+  }
+
+  /** An answer came back on `link`: send what was held back, within the bound. */
+  #answered(link: Link, id: unknown): void {
+    if (!link.sent.delete(id as RpcId)) return;
+    while (link.held.length > 0 && link.sent.size < this.#maxInFlight && !link.closed) {
+      this.#transmit(link, link.held.shift() as Pending);
+    }
   }
 
   #settle(pending: Pending): void {
@@ -551,6 +605,7 @@ export class Rpc {
       return;
     }
     if ("result" in message || "error" in message) {
+      this.#answered(link, id);
       const pending = typeof id === "number" || typeof id === "string" ? this.#pending.get(id) : undefined;
       if (pending === undefined || pending.link !== link) {
         if ("error" in message && isRecord(message["error"])) {

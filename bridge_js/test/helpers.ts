@@ -27,6 +27,12 @@ const clone = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
 export class FakeLink {
   readonly received: RpcMessage[] = [];
   closed = false;
+  /** Requests received and not yet answered, and the most there ever were. */
+  inFlight = 0;
+  peakInFlight = 0;
+  /** Subscriptions open on this link (through the default handlers), and the most there ever were. */
+  readonly subscriptions = new Set<number>();
+  peakSubscriptions = 0;
   readonly transport: Transport;
   readonly #sink: TransportSink;
   readonly #server: FakeServer;
@@ -45,7 +51,19 @@ export class FakeLink {
           w.resolve(copy);
           return false;
         });
-        if ("method" in copy && "id" in copy) queueMicrotask(() => this.#server.handle(this, copy));
+        if ("method" in copy && "id" in copy) {
+          // Like the sidecar, refuse a request that arrives while the limit is reached.
+          const busy = this.#server.limits && this.inFlight >= SIDECAR_LIMITS.requestsInFlight;
+          this.inFlight += 1;
+          this.peakInFlight = Math.max(this.peakInFlight, this.inFlight);
+          queueMicrotask(() => {
+            if (!busy) this.#server.handle(this, copy);
+            else if (!this.closed) {
+              const error = limitExceeded("requests_in_flight", SIDECAR_LIMITS.requestsInFlight);
+              this.fail(copy.id, error.code, error.message, error.data);
+            }
+          });
+        }
       },
       close: () => this.drop(),
     };
@@ -53,7 +71,9 @@ export class FakeLink {
 
   /** Server → client. */
   push(message: object): void {
-    if (!this.closed) this.#sink.message(clone(message));
+    if (this.closed) return;
+    if ("id" in message && !("method" in message)) this.inFlight -= 1;
+    this.#sink.message(clone(message));
   }
 
   respond(id: unknown, result: unknown): void {
@@ -96,8 +116,16 @@ export class FakeLink {
   }
 }
 
+/** The sidecar's per-connection limits (session.py); past one, -32008 limit_exceeded. */
+export const SIDECAR_LIMITS = { subscriptions: 1000, requestsInFlight: 1024 } as const;
+
+const limitExceeded = (limit: string, max: number): RpcErrorReply =>
+  new RpcErrorReply(-32008, `limit ${limit} (${max}) reached`, { kind: "limit_exceeded", limit, max });
+
 export class FakeServer {
   readonly links: FakeLink[] = [];
+  /** Enforce {@link SIDECAR_LIMITS}, as the real sidecar does. */
+  limits = true;
   /** Whether connections ask for session.hello. */
   hello = true;
   failConnects = 0;
@@ -105,8 +133,17 @@ export class FakeServer {
   #worker = 0;
   readonly handlers: Record<string, Handler> = {
     "session.hello": () => ({ protocol: 1, version: "0.0.0-test", session: `sess-${this.links.length}` }),
-    "events.subscribe": () => ({ subscription: ++this.#subscription }),
-    "events.unsubscribe": () => ({}),
+    "events.subscribe": (_params, link) => {
+      if (this.limits && link.subscriptions.size >= SIDECAR_LIMITS.subscriptions) throw limitExceeded("subscriptions", SIDECAR_LIMITS.subscriptions);
+      const subscription = ++this.#subscription;
+      link.subscriptions.add(subscription);
+      link.peakSubscriptions = Math.max(link.peakSubscriptions, link.subscriptions.size);
+      return { subscription };
+    },
+    "events.unsubscribe": (params, link) => {
+      link.subscriptions.delete(params["subscription"] as number);
+      return {};
+    },
     "worker.register": () => ({ worker: `w${++this.#worker}` }),
     "worker.unregister": () => ({}),
   };
