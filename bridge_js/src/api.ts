@@ -6,6 +6,7 @@
  * @packageDocumentation
  */
 
+import { TaskmillError } from "./errors.js";
 import type { MethodName, MethodParams, MethodResult } from "./methods.js";
 import type { RequestOptions } from "./rpc.js";
 import type { AnyTasks, TaskId, TaskIdOf, TaskTypeOf } from "./tasks.js";
@@ -33,6 +34,9 @@ import type {
   TagValuesResult,
   TaskRecord,
 } from "./types.js";
+
+/** Tasks one `task.submit_batch` may hold (the sidecar answers -32008 beyond). */
+const MAX_BATCH = 100_000;
 
 /** Request options plus a domain filter. */
 export interface DomainOptions extends RequestOptions {
@@ -69,8 +73,17 @@ export abstract class WireMethods<Tasks = AnyTasks> {
     return this.request("task.submit", params as SubmitParams, options) as Promise<SubmitResult<T>>;
   }
 
-  /** `task.submit_batch` (one SQLite transaction); outcomes in input order. */
+  /**
+   * `task.submit_batch` (one SQLite transaction); outcomes in input order.
+   * More than 100,000 tasks reject at once, unsent, with the sidecar's error
+   * (-32008 `limit_exceeded`, `data.limit` `"batch_length"`): split them
+   * yourself, deciding what a partial success means.
+   */
   async submitBatch(tasks: readonly SubmitParams<Tasks>[], options?: RequestOptions): Promise<readonly SubmitResult[]> {
+    if (tasks.length > MAX_BATCH) {
+      const message = `a batch holds at most ${MAX_BATCH} tasks (got ${tasks.length}): split it`;
+      throw TaskmillError.fromRpc({ code: -32008, message, data: { kind: "limit_exceeded", field: "tasks", limit: "batch_length", max: MAX_BATCH } }, "task.submit_batch");
+    }
     return (await this.request("task.submit_batch", { tasks: tasks as readonly SubmitParams[] }, options)).outcomes;
   }
 

@@ -156,3 +156,23 @@ describe("requests in flight are bounded (maxInFlight)", () => {
     for (const outcome of await Promise.all(outcomes)) expect(outcome).toMatchObject({ ok: false, error: { kind: "closed" } });
   });
 });
+
+describe("submitBatch and the 100,000 tasks limit", () => {
+  it("more than 100,000 tasks reject at once, unsent, as the sidecar would (-32008, batch_length)", async () => {
+    const server = new FakeServer();
+    server.handlers["task.submit_batch"] = (params) => ({ outcomes: (params["tasks"] as unknown[]).map((_, i) => ({ outcome: "inserted", id: i + 1 })) });
+    const client = makeClient(server);
+    await client.connect();
+    const tasks = Array.from({ length: 100_001 }, (_, i) => ({ task_type: "demo::echo", payload: i }));
+    const error: unknown = await client.submitBatch(tasks).catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: -32008,
+      kind: "limit_exceeded",
+      field: "tasks",
+      method: "task.submit_batch",
+      data: { limit: "batch_length", max: 100_000 },
+    });
+    expect(server.last.methods()).not.toContain("task.submit_batch");
+    expect(await client.submitBatch(tasks.slice(0, 100_000))).toHaveLength(100_000);
+  });
+});
