@@ -8,12 +8,13 @@
 
 import { WireMethods } from "./api.js";
 import { TaskFailedError, TaskmillError, isTaskmillError, toTaskmillError } from "./errors.js";
-import { TERMINAL_EVENT_KINDS, type EventFilter, type EventKind, type EventOf } from "./events.js";
+import type { EventFilter, EventKind, EventOf } from "./events.js";
 import type { MethodName, MethodParams, MethodResult } from "./methods.js";
 import { Rpc, type ClientOptions, type ConnectionEvent, type ConnectionState, type RequestOptions } from "./rpc.js";
 import { Subscriptions, type EventStream, type EventStreamOptions, type Unsubscribe } from "./subscriptions.js";
 import type { AnyTasks, ResultOf, TaskIdOf, TaskTypeOf } from "./tasks.js";
 import { HISTORY_STATUSES, type HelloResult, type HistoryStatus, type HistoryTaskRecord, type SidecarReady, type SubmitParamsFor, type TaskRecord } from "./types.js";
+import { Waiters, type Waiter } from "./waiters.js";
 import { Workers, type WorkOptions, type WorkerHandle, type WorkerHandler, type WorkerTaskTypes } from "./worker.js";
 
 /** Options of {@link TaskmillClient.waitFor}. */
@@ -45,6 +46,7 @@ export class TaskmillClient<Tasks = AnyTasks> extends WireMethods<Tasks> {
   readonly #rpc: Rpc;
   readonly #subs: Subscriptions;
   readonly #workers: Workers;
+  readonly #waiters: Waiters;
 
   constructor(options: ClientOptions) {
     super();
@@ -67,6 +69,7 @@ export class TaskmillClient<Tasks = AnyTasks> extends WireMethods<Tasks> {
     });
     this.#subs = new Subscriptions(this.#rpc);
     this.#workers = new Workers(this.#rpc);
+    this.#waiters = new Waiters(this.#rpc, this.#subs);
   }
 
   // -------------------------------------------------------------------------
@@ -216,8 +219,10 @@ export class TaskmillClient<Tasks = AnyTasks> extends WireMethods<Tasks> {
    * dependency_failed): it resolves on failure too (see `run()` for a
    * version that throws). It subscribes to the task's events, then reads the
    * record, so a task that already finished resolves at once; after a
-   * reconnect it reads the record again. Rejects with kind `"not_found"` for
-   * an unknown id, and with the client's reason when the client closes.
+   * reconnect or a `lagged` it reads the record again. Every `waitFor` of the
+   * client shares one subscription (see the README), so any number of tasks
+   * can be awaited at once. Rejects with kind `"not_found"` for an unknown
+   * id, and with the client's reason when the client closes.
    */
   waitFor<T extends TaskTypeOf<Tasks> = TaskTypeOf<Tasks>>(id: TaskIdOf<T>, options: WaitForOptions = {}): Promise<HistoryTaskRecord<Tasks, T>> {
     return new Promise<HistoryTaskRecord<Tasks, T>>((resolve, reject) => {
@@ -233,8 +238,7 @@ export class TaskmillClient<Tasks = AnyTasks> extends WireMethods<Tasks> {
       const finish = (error: TaskmillError | null, record?: HistoryTaskRecord<Tasks, T>): void => {
         if (done) return;
         done = true;
-        void off();
-        offConnection();
+        this.#waiters.remove(waiter);
         if (timer !== undefined) clearTimeout(timer);
         options.signal?.removeEventListener("abort", onAbort);
         if (error !== null) reject(error);
@@ -264,26 +268,15 @@ export class TaskmillClient<Tasks = AnyTasks> extends WireMethods<Tasks> {
           checking = false;
         }
       };
-      const off = this.#subs.subscribe(
-        { task_ids: [id], kinds: TERMINAL_EVENT_KINDS },
-        (raw) => {
-          const event = raw as EventOf<(typeof TERMINAL_EVENT_KINDS)[number]>;
-          if (event.kind === "failed" && event.will_retry) return;
-          if (event.kind === "superseded" && event.new_task_id === id) return;
-          void check();
-        },
-        { onEnd: (reason) => finish(reason) },
-      );
-      off.ready.then(
-        () => void check(),
-        (error: unknown) => finish(toTaskmillError(error, "disconnected", `waitFor(${id})`)),
-      );
-      const offConnection = this.onConnection((event) => {
-        if (event.type === "resync") void check();
-      });
+      // Read the task once a shared subscription covers it, then after its terminal events, `resync` and `lagged`.
+      const waiter: Waiter = { id, check: () => void check(), fail: (error) => finish(error) };
       const onAbort = (): void => finish(TaskmillError.client("aborted", `waitFor(${id}) aborted`, { cause: options.signal?.reason }));
-      if (options.signal?.aborted === true) onAbort();
-      else options.signal?.addEventListener("abort", onAbort, { once: true });
+      if (options.signal?.aborted === true) {
+        onAbort();
+        return;
+      }
+      this.#waiters.add(waiter);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
       if (options.timeoutMs !== undefined && options.timeoutMs > 0) {
         const ms = options.timeoutMs;
         timer = setTimeout(() => finish(TaskmillError.client("timeout", `task ${id} did not finish within ${ms} ms`)), ms);

@@ -8,7 +8,7 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import { TaskmillClient, type ClientOptions, type RpcRequest } from "../src/index.js";
-import { FakeServer, NO_REPLY, SIDECAR_LIMITS, record, sleep, until, type FakeLink } from "./helpers.js";
+import { FakeServer, NO_REPLY, RpcErrorReply, SIDECAR_LIMITS, historyRecord, record, sleep, taskEvent, until, type FakeLink } from "./helpers.js";
 
 const clients: TaskmillClient[] = [];
 
@@ -28,6 +28,297 @@ function settle<T>(promise: Promise<T>): Promise<{ ok: true; value: T } | { ok: 
     (error: unknown) => ({ ok: false as const, error }),
   );
 }
+
+const TERMINAL = ["completed", "failed", "dead_lettered", "cancelled", "superseded", "expired", "dependency_failed"];
+
+/** A sidecar whose tasks run until `finish(id)`, which also emits `completed` on every subscription of the link. */
+function taskServer() {
+  const server = new FakeServer();
+  const finished = new Set<number>();
+  const gets = new Map<number, number>();
+  server.handlers["task.get"] = (params) => {
+    const id = params["id"] as number;
+    gets.set(id, (gets.get(id) ?? 0) + 1);
+    return finished.has(id) ? historyRecord({ id, result: { n: id } }) : record({ id, status: "running" });
+  };
+  const finish = (link: FakeLink, ...ids: number[]): void => {
+    for (const id of ids) {
+      finished.add(id);
+      for (const subscription of link.subscriptions) link.notify("event", taskEvent("completed", subscription, { task_id: id, duration_ms: 1, result: { n: id } }));
+    }
+  };
+  const subscribes = (link: FakeLink): Record<string, unknown>[] =>
+    link.received.flatMap((m) => ("method" in m && m.method === "events.subscribe" ? [(m.params as { filter: Record<string, unknown> }).filter] : []));
+  const totalGets = (): number => [...gets.values()].reduce((a, b) => a + b, 0);
+  return { server, finished, gets, totalGets, finish, subscribes };
+}
+
+describe("waitFor shares its subscriptions", () => {
+  it("5,000 concurrent waitFor use one server subscription and all resolve", async () => {
+    const { server, gets, finish, subscribes } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const ids = Array.from({ length: 5000 }, (_, i) => i + 1);
+    const all = Promise.all(ids.map((id) => client.waitFor(id)));
+    await until(() => gets.size === 5000, 5000);
+    const link = server.last;
+    expect(subscribes(link)).toEqual([{ kinds: TERMINAL }]);
+    expect(link.subscriptions.size).toBe(1);
+    finish(link, ...ids);
+    const records = await all;
+    expect(records.map((r) => r.id)).toEqual(ids);
+    expect(records.every((r) => r.status === "completed")).toBe(true);
+    // Closed when the last waiter left; never more than one at a time; the sidecar's limits held.
+    await until(() => link.subscriptions.size === 0);
+    expect(link.peakSubscriptions).toBe(1);
+    expect(link.peakInFlight).toBeLessThanOrEqual(1000);
+    expect(link.received.some((m) => "error" in m)).toBe(false);
+  });
+
+  it("5,000 concurrent run(): bounded subscriptions, every result", async () => {
+    const { server, finish, subscribes } = taskServer();
+    let next = 0;
+    server.handlers["task.submit"] = () => ({ outcome: "inserted", id: ++next });
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const all = Promise.all(Array.from({ length: 5000 }, (_, i) => client.run({ task_type: "demo::echo", payload: i })));
+    // Finish tasks as they are awaited, in waves, while submissions keep coming.
+    let done = 0;
+    while (done < 5000) {
+      await sleep(1);
+      const upTo = Math.min(next, done + 700);
+      finish(link, ...Array.from({ length: upTo - done }, (_, i) => done + i + 1));
+      done = upTo;
+    }
+    const results = await all;
+    expect(results).toHaveLength(5000);
+    expect(new Set(results.map((r) => (r as { n: number }).n)).size).toBe(5000);
+    await until(() => link.subscriptions.size === 0);
+    expect(link.peakSubscriptions).toBeLessThanOrEqual(2);
+    expect(subscribes(link).length).toBeLessThan(50);
+    expect(link.peakInFlight).toBeLessThanOrEqual(1000);
+  });
+
+  it("lists the awaited ids while few; a new id replaces the subscription (new one first), then the old one goes", async () => {
+    const { server, finish, subscribes } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const first = client.waitFor(1);
+    const second = client.waitFor(2);
+    await until(() => link.methods().filter((m) => m === "task.get").length === 2);
+    expect(subscribes(link)).toEqual([{ kinds: TERMINAL, task_ids: [1, 2] }]);
+    const third = client.waitFor(3);
+    await until(() => link.methods().filter((m) => m === "task.get").length === 3);
+    expect(subscribes(link)).toEqual([
+      { kinds: TERMINAL, task_ids: [1, 2] },
+      { kinds: TERMINAL, task_ids: [1, 2, 3] },
+    ]);
+    const methods = link.methods();
+    expect(methods.lastIndexOf("events.subscribe")).toBeLessThan(methods.indexOf("events.unsubscribe"));
+    await until(() => link.subscriptions.size === 1);
+    // A waiter whose task is already covered needs no new subscription.
+    const again = client.waitFor(2);
+    finish(link, 1, 2, 3);
+    expect((await Promise.all([first, second, third, again])).map((r) => r.id)).toEqual([1, 2, 3, 2]);
+    expect(subscribes(link)).toHaveLength(2);
+    await until(() => link.subscriptions.size === 0);
+  });
+
+  it("back to a filter listing the ids when no more than 128 tasks are awaited", async () => {
+    const { server, gets, finish, subscribes } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const ids = Array.from({ length: 300 }, (_, i) => i + 1);
+    const all = Promise.all(ids.map((id) => client.waitFor(id)));
+    await until(() => gets.size === 300);
+    expect(subscribes(link)).toEqual([{ kinds: TERMINAL }]);
+    finish(link, ...ids.slice(0, 172));
+    await until(() => subscribes(link).length === 2 && link.subscriptions.size === 1);
+    expect(subscribes(link)[1]).toEqual({ kinds: TERMINAL, task_ids: ids.slice(172) });
+    finish(link, ...ids.slice(172));
+    expect(await all).toHaveLength(300);
+    await until(() => link.subscriptions.size === 0);
+    expect(link.peakSubscriptions).toBe(2);
+  });
+
+  it("a task awaited again after the replacement was sent is read again once a subscription covering it is confirmed", async () => {
+    const { server, gets, finished, finish, subscribes } = taskServer();
+    const subscribe = server.handlers["events.subscribe"] as NonNullable<(typeof server.handlers)["events.subscribe"]>;
+    const heldSubscribes: (() => void)[] = [];
+    let hold = false;
+    server.handlers["events.subscribe"] = (params, link, request) => {
+      if (!hold) return subscribe(params, link, request);
+      heldSubscribes.push(() => link.respond(request.id, subscribe(params, link, request)));
+      return NO_REPLY;
+    };
+    const release = (): void => {
+      for (const answer of heldSubscribes.splice(0)) answer();
+    };
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const controller = new AbortController();
+    const left = settle(client.waitFor(1, { signal: controller.signal }));
+    const two = client.waitFor(2);
+    await until(() => gets.size === 2);
+    controller.abort();
+    await left;
+    hold = true;
+    const three = client.waitFor(3); // Replaces {1, 2} with {2, 3}...
+    await until(() => heldSubscribes.length === 1);
+    const one = client.waitFor(1); // ...while task 1 is awaited again: {1, 2} still covers it, for now.
+    await until(() => gets.get(1) === 2);
+    release();
+    await until(() => heldSubscribes.length === 1);
+    // {1, 2} is gone and {1, 2, 3} is not confirmed yet: task 1 ends unseen.
+    finished.add(1);
+    release();
+    hold = false;
+    expect((await one).status).toBe("completed");
+    expect(gets.get(1)).toBe(3);
+    expect(subscribes(link)).toEqual([
+      { kinds: TERMINAL, task_ids: [1, 2] },
+      { kinds: TERMINAL, task_ids: [2, 3] },
+      { kinds: TERMINAL, task_ids: [2, 3, 1] },
+    ]);
+    finish(link, 2, 3);
+    expect((await Promise.all([two, three])).map((r) => r.id)).toEqual([2, 3]);
+  });
+
+  it("events of tasks nobody awaits, and retried failures, read nothing", async () => {
+    const { server, gets } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const ids = Array.from({ length: 300 }, (_, i) => i + 1);
+    const all = settle(Promise.all(ids.map((id) => client.waitFor(id))));
+    await until(() => gets.size === 300);
+    const sub = [...link.subscriptions][0] as number;
+    link.notify("event", taskEvent("completed", sub, { task_id: 9999, duration_ms: 1, result: null }));
+    link.notify("event", taskEvent("failed", sub, { task_id: 5, will_retry: true, error: "x", retryable: true, retry_after_ms: 0, attempt: 1 }));
+    link.notify("event", taskEvent("superseded", sub, { task_id: 6, new_task_id: 6 }));
+    await sleep(10);
+    expect(gets.has(9999)).toBe(false);
+    expect(gets.get(5)).toBe(1);
+    expect(gets.get(6)).toBe(1);
+    await client.close();
+    expect(await all).toMatchObject({ ok: false, error: { kind: "closed" } });
+  });
+
+  it("a lagged on the shared subscription makes every waiter read its task again", async () => {
+    const { server, gets, finished } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const all = Promise.all([1, 2, 3].map((id) => client.waitFor(id)));
+    await until(() => gets.size === 3);
+    // Their completed events were among those the sidecar dropped.
+    finished.add(1).add(2).add(3);
+    link.notify("event", { subscription: [...link.subscriptions][0], seq: 50, at: 1, kind: "lagged", missed: 20 });
+    expect((await all).map((r) => r.status)).toEqual(["completed", "completed", "completed"]);
+  });
+
+  it("after a reconnect: one subscription restored, every waiter reads again, then events resolve them", async () => {
+    const { server, gets, finish, subscribes } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const ids = Array.from({ length: 2000 }, (_, i) => i + 1);
+    const all = Promise.all(ids.map((id) => client.waitFor(id)));
+    await until(() => gets.size === 2000);
+    server.last.drop();
+    await until(() => server.links.length === 2 && client.state === "open");
+    const link = server.last;
+    expect(subscribes(link)).toEqual([{ kinds: TERMINAL }]);
+    await until(() => [...gets.values()].every((n) => n === 2), 5000);
+    finish(link, ...ids.slice(0, 1000));
+    // Some finished while the client was away: the resync read found them.
+    finish(server.links[0] as FakeLink, ...ids.slice(1000));
+    link.notify("event", { subscription: [...link.subscriptions][0], seq: 9, at: 1, kind: "lagged", missed: 1 });
+    expect((await all).map((r) => r.id)).toEqual(ids);
+    await until(() => link.subscriptions.size === 0);
+    expect(link.peakInFlight).toBeLessThanOrEqual(1000);
+  });
+
+  it("every pending waitFor settles with the client's reason (close: closed; drop without reconnect: disconnected)", async () => {
+    for (const [how, kind] of [
+      ["close", "closed"],
+      ["drop", "disconnected"],
+    ] as const) {
+      const { server, gets } = taskServer();
+      const client = makeClient(server, { reconnect: false });
+      await client.connect();
+      const all = Array.from({ length: 1500 }, (_, i) => settle(client.waitFor(i + 1)));
+      await until(() => gets.size === 1500);
+      if (how === "close") await client.close();
+      else server.last.drop();
+      const outcomes = await Promise.all(all);
+      expect(outcomes.every((o) => !o.ok && (o.error as { kind: string }).kind === kind)).toBe(true);
+    }
+  });
+
+  it("a waiter that leaves (abort, timeout) keeps the subscription for the others; the last one closes it", async () => {
+    const { server, finish } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const controller = new AbortController();
+    const aborted = settle(client.waitFor(1, { signal: controller.signal }));
+    const timedOut = settle(client.waitFor(2, { timeoutMs: 30 }));
+    const stays = client.waitFor(3);
+    await until(() => link.subscriptions.size === 1 && link.methods().filter((m) => m === "task.get").length === 3);
+    controller.abort();
+    expect(await aborted).toMatchObject({ ok: false, error: { kind: "aborted" } });
+    expect(await timedOut).toMatchObject({ ok: false, error: { kind: "timeout" } });
+    expect(link.subscriptions.size).toBe(1);
+    finish(link, 3);
+    expect((await stays).id).toBe(3);
+    await until(() => link.subscriptions.size === 0);
+    // An already aborted signal rejects without subscribing.
+    await expect(client.waitFor(4, { signal: AbortSignal.abort() })).rejects.toMatchObject({ kind: "aborted" });
+    await sleep(5);
+    expect(link.methods().filter((m) => m === "events.subscribe")).toHaveLength(1);
+  });
+
+  it("a shared subscription the sidecar refuses rejects its waiters with that error; the next waitFor tries again", async () => {
+    const { server, finish } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const subscribe = server.handlers["events.subscribe"];
+    let refuse = true;
+    server.handlers["events.subscribe"] = (params, l, request) => {
+      if (refuse) throw new RpcErrorReply(-32008, "too many subscriptions", { kind: "limit_exceeded", limit: "subscriptions", max: 1000 });
+      return subscribe?.(params, l, request);
+    };
+    const refused = await Promise.all([1, 2].map((id) => settle(client.waitFor(id))));
+    for (const outcome of refused) expect(outcome).toMatchObject({ ok: false, error: { code: -32008, kind: "limit_exceeded", data: { limit: "subscriptions" } } });
+    refuse = false;
+    const ok = client.waitFor(1);
+    await until(() => link.subscriptions.size === 1 && link.methods().filter((m) => m === "task.get").length === 1);
+    finish(link, 1);
+    expect((await ok).id).toBe(1);
+  });
+
+  it("a replacement the sidecar refuses fails only the waiters it was for; the covered ones go on", async () => {
+    const { server, finish } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const covered = client.waitFor(1);
+    await until(() => link.subscriptions.size === 1 && link.methods().includes("task.get"));
+    const subscribe = server.handlers["events.subscribe"];
+    server.handlers["events.subscribe"] = () => {
+      throw new RpcErrorReply(-32008, "too many subscriptions", { kind: "limit_exceeded", limit: "subscriptions", max: 1000 });
+    };
+    expect(await settle(client.waitFor(2))).toMatchObject({ ok: false, error: { kind: "limit_exceeded" } });
+    server.handlers["events.subscribe"] = subscribe as NonNullable<typeof subscribe>;
+    finish(link, 1);
+    expect((await covered).id).toBe(1);
+  });
+});
 
 describe("requests in flight are bounded (maxInFlight)", () => {
   /** A sidecar that answers task.get only when told to. */
