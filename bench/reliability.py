@@ -17,6 +17,12 @@ they run bigger:
   RSS and open fds sampled every 5 s; growth = median of the last fifth minus
   median of the first fifth (after a warm-up). quick: 20 s; full: 600 s.
   ``TASKMILL_SOAK_S`` overrides the duration.
+- **abuse**: each abuse of :mod:`tests.reliability.abuse` (a flood of silent
+  connections at a 256 fd limit, 50 x 8 MiB frames before hello, 100,000
+  subscriptions, 10,000 worker types, a 100,000-task batch, a 200,000-task
+  ``cancel_where``) against its own sidecar, while a probe client in a
+  process of its own asks ``task.get`` every 5 ms: the probe's p99 and the
+  sidecar's peak RSS per abuse (the same runs as ``tests/reliability/test_abuse.py``).
 
 Each is one long run: the harness's repeats reuse its figures (a failed check
 is reported as the case's error). Register with ``"reliability":
@@ -29,10 +35,12 @@ import asyncio
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from bench.harness import Case, Config, Measurement
+from tests.e2e.harness import SidecarProcess, child_env
+from tests.reliability import abuse as abuses
 from tests.reliability.crashloop import CrashLoop, plan
 from tests.reliability.loadgen import run_load, run_soak
 
@@ -140,6 +148,47 @@ def soak(cfg: Config) -> Mapping[str, float]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+Abuse = Callable[[SidecarProcess], Awaitable[str]]
+
+ABUSES: dict[str, tuple[Abuse, int | None]] = {
+    "silent flood at 256 fds": (abuses.silent_flood, 256),
+    "50 x 8 MiB frames before hello": (abuses.oversized_frames, None),
+    "100,000 subscriptions": (abuses.many_subscriptions, None),
+    "10,000 worker types": (abuses.many_worker_types, None),
+    "a 100,000-task batch": (abuses.big_batch, None),
+    "cancel_where over 200,000": (abuses.big_cancel, None),
+}
+
+
+async def _one_abuse(work: Path, name: str, run: Abuse, fds: int | None) -> abuses.Outcome:
+    sc = await SidecarProcess.start(
+        "--stdio", "--ws", "--demo", "--no-resource-monitoring",
+        "--db", str(work / "abuse.db"), "--fs-root", str(work),
+        env=child_env(),
+        preexec_fn=None if fds is None else abuses.limit_fds(fds),
+    )  # fmt: skip
+    try:
+        return await abuses.probed(sc, name, lambda: run(sc))
+    finally:
+        await sc.kill()
+
+
+def abuse(cfg: Config) -> Mapping[str, float]:
+    """Every abuse once, each on a fresh sidecar; probe p99 and peak RSS of each."""
+    out: dict[str, float] = {}
+    abuses.raise_own_fd_limit()
+    for name, (run, fds) in ABUSES.items():
+        work = _workdir(cfg, "abuse")
+        try:
+            res = asyncio.run(_one_abuse(work, name, run, fds))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        _log(res.line())
+        out[f"abuse: probe p99, {name}"] = res.probe.pct(99)
+        out[f"abuse: sidecar peak RSS, {name}"] = res.peak_rss / MIB
+    return out
+
+
 def cases(cfg: Config) -> Sequence[Case]:
     once = "one run; repeats reuse it"
     return [
@@ -166,5 +215,13 @@ def cases(cfg: Config) -> Sequence[Case]:
                 Measurement(SOAK_PEAK, "MiB", False, GROUP, note=once),
             ),
             _once(lambda: soak(cfg)),
+        ),
+        Case(
+            tuple(
+                Measurement(f"abuse: {what}, {name}", unit, False, GROUP, note=once)
+                for name in ABUSES
+                for what, unit in (("probe p99", "ms"), ("sidecar peak RSS", "MiB"))
+            ),
+            _once(lambda: abuse(cfg)),
         ),
     ]

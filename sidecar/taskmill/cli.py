@@ -12,6 +12,11 @@ command line wins over the same setting in ``--config``. Exit codes: 0 after
 a clean shutdown, 2 when start-up fails (bad flags or config, a database that
 cannot be opened), 3 when another scheduler holds the database, 1 on an
 unexpected error.
+
+``--check`` loads the config and every app module (``--app``, the config's
+``[app] modules`` and those frozen into the binary by ``build/build.py
+--app``), prints the task types on stdout and exits 0, or 2 with the reason
+on stderr; it opens no database. ``--help`` and ``--version`` print on stdout.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import os
 import sys
@@ -34,7 +40,14 @@ from .scheduler.config import SchedulerConfig
 from .scheduler.domain import Domain
 from .server.app import EXIT_ERROR, EXIT_STARTUP, Sidecar, SidecarOptions
 
-__all__ = ["RepeatFilter", "build_parser", "default_db_path", "main", "raise_fd_limit"]
+__all__ = [
+    "RepeatFilter",
+    "build_parser",
+    "bundled_apps",
+    "default_db_path",
+    "main",
+    "raise_fd_limit",
+]
 
 log = logging.getLogger("taskmill")
 
@@ -108,8 +121,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="load the config and the app modules, print the task types and exit "
+        "(0, or 2 naming what failed); opens no database",
+    )
     p.add_argument("--version", action="version", version=f"taskmill {__version__}")
     return p
+
+
+#: Written into a frozen sidecar by build/build.py --app: {"apps": ["MODULE:ATTR", ...]}.
+BUNDLED_APPS_FILE = "bundled_apps.json"
+
+
+def bundled_apps() -> list[str]:
+    """The ``--app`` specs frozen into this binary (``build/build.py --app``).
+
+    A frozen sidecar loads them on every start, so its command line needs no
+    ``--app``. Unfrozen (``python -m taskmill``) there are none.
+    """
+    if not getattr(sys, "frozen", False):
+        return []
+    try:
+        data = json.loads((Path(__file__).resolve().parent / BUNDLED_APPS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    apps = data.get("apps", []) if isinstance(data, dict) else []
+    return [str(a) for a in apps]
 
 
 class RepeatFilter(logging.Filter):
@@ -196,8 +235,11 @@ def load_apps(specs: Iterable[str], paths: Iterable[str]) -> list[Domain]:
     return domains
 
 
-def build_options(args: argparse.Namespace) -> SidecarOptions:
-    """Merge flags, config file and built-ins into sidecar options."""
+def build_options(args: argparse.Namespace, *, create_dirs: bool = True) -> SidecarOptions:
+    """Merge flags, config file and built-ins into sidecar options.
+
+    ``create_dirs=False`` (``--check``) leaves the default database's folder alone.
+    """
     file_cfg = FileConfig()
     if args.config:
         try:
@@ -234,7 +276,9 @@ def build_options(args: argparse.Namespace) -> SidecarOptions:
         raise StartupError(f"config: {exc}") from exc
 
     domains: list[Domain] = list(file_cfg.domains)
-    domains += load_apps(args.app, args.app_path)
+    # Frozen-in apps, then the config's [app] modules, then --app; each once.
+    specs = list(dict.fromkeys([*bundled_apps(), *file_cfg.app_modules, *args.app]))
+    domains += load_apps(specs, [*file_cfg.app_paths, *args.app_path])
     if args.demo:
         from .builtins.demo import demo_domain
 
@@ -252,7 +296,7 @@ def build_options(args: argparse.Namespace) -> SidecarOptions:
         raise StartupError("--max-message-bytes must be at least 1024")
 
     db_path = args.db or default_db_path()
-    if not args.db:
+    if not args.db and create_dirs:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     serve_ws = bool(args.ws)
     serve_stdio = bool(args.stdio) or not serve_ws
@@ -272,13 +316,28 @@ def build_options(args: argparse.Namespace) -> SidecarOptions:
     )
 
 
+def check(args: argparse.Namespace) -> int:
+    """``--check``: load everything a start would load except the database."""
+    try:
+        options = build_options(args, create_dirs=False)
+    except StartupError as exc:
+        print(f"taskmill-sidecar: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP
+    types = sorted(f"{d.name}::{name}" for d in options.domains for name in d.types)
+    print(f"taskmill-sidecar: ok, {len(types)} task types: {', '.join(types) or '-'}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the sidecar; exits the process with its exit code."""
+    # --help and --version print on stdout, before it is reserved for the protocol.
+    args = build_parser().parse_args(argv)
+    if args.check:
+        sys.exit(check(args))
     # stdout carries protocol messages only: keep the real pipe for the
     # protocol and send anything printed (by app code, say) to stderr.
     proto_out = sys.stdout.buffer
     sys.stdout = sys.stderr
-    args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         stream=sys.stderr,

@@ -2,11 +2,15 @@
 
 Every key is optional; times are milliseconds; priorities are integers or
 names. An unknown key or a value of the wrong type raises :class:`ConfigError`
-naming the key, so a typo never passes silently. See docs/configuration.md.
+naming the key (with the nearest known key when there is one: ``unknown key
+scheduler.max_concurency (did you mean 'max_concurrency'?)``), so a typo never
+passes silently. The full schema is section 12 of docs/protocol.md;
+taskmill.example.toml at the project root lists every key at its default.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +55,10 @@ class FileConfig:
     rate_limits: dict[str, RateLimitSettings] = field(default_factory=dict)
     group_rate_limits: dict[str, RateLimitSettings] = field(default_factory=dict)
     domains: list[Domain] = field(default_factory=list)
+    #: ``[app] modules``: ``MODULE:ATTR`` specs loaded like ``--app``.
+    app_modules: list[str] = field(default_factory=list)
+    #: ``[app] paths``: folders to import them from (relative to the file's folder).
+    app_paths: list[str] = field(default_factory=list)
 
 
 Check = Callable[[Any, str], Any]
@@ -97,9 +105,23 @@ def _priority(v: Any, key: str) -> int:
         raise ConfigError(exc.message) from exc
 
 
+def _unknown(key: str, name: str, known: Any) -> ConfigError:
+    """``unknown key KEY``, with the nearest known name when one is close."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown key {key}{hint}")
+
+
+_RETRY_KEYS = ("max_retries", "backoff", "base_ms", "max_ms", "multiplier", "jitter")
+_IO_KEYS = ("disk_read", "disk_write", "net_rx", "net_tx")
+
+
 def _retry(v: Any, key: str) -> RetryPolicy:
     if not isinstance(v, Mapping):
         raise ConfigError(f"{key} must be a table")
+    for name in v:
+        if name not in _RETRY_KEYS:
+            raise _unknown(f"{key}.{name}", name, _RETRY_KEYS)
     try:
         return RetryPolicy.from_mapping(v, key)
     except InvalidParams as exc:
@@ -109,6 +131,9 @@ def _retry(v: Any, key: str) -> RetryPolicy:
 def _io(v: Any, key: str) -> IoBudget:
     if not isinstance(v, Mapping):
         raise ConfigError(f"{key} must be a table")
+    for name in v:
+        if name not in _IO_KEYS:
+            raise _unknown(f"{key}.{name}", name, _IO_KEYS)
     try:
         return IoBudget.from_mapping(v, key)
     except InvalidParams as exc:
@@ -133,7 +158,7 @@ def _table(
             continue
         check = schema.get(name)
         if check is None:
-            raise ConfigError(f"unknown key {full}")
+            raise _unknown(full, name, set(schema) | extra)
         out[name] = check(v, full)
     return out
 
@@ -211,8 +236,25 @@ def _str_map(v: Any, key: str) -> dict[str, str]:
     return dict(v)
 
 
+def _str_list(v: Any, key: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(s, str) and s for s in v):
+        raise ConfigError(f"{key} must be a list of non-empty strings")
+    return list(v)
+
+
+def _app_specs(v: Any, key: str) -> list[str]:
+    specs = _str_list(v, key)
+    for spec in specs:
+        module, sep, attr = spec.partition(":")
+        if not sep or not module or not attr:
+            raise ConfigError(f"{key}: {spec!r} is not MODULE:ATTR")
+    return specs
+
+
+_APP: dict[str, Check] = {"modules": _app_specs, "paths": _str_list}
+
 _TOP = frozenset(
-    {"scheduler", "retention", "groups", "rate_limits", "group_rate_limits", "domains"}
+    {"scheduler", "retention", "groups", "rate_limits", "group_rate_limits", "domains", "app"}
 )
 
 
@@ -224,8 +266,12 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
     """
     for name in data:
         if name not in _TOP:
-            raise ConfigError(f"unknown key {name}")
+            raise _unknown(name, name, _TOP)
     cfg = FileConfig()
+    if "app" in data:
+        app = _table(data["app"], "app", _APP)
+        cfg.app_modules = app.get("modules", [])
+        cfg.app_paths = app.get("paths", [])
     if "scheduler" in data:
         sched = data["scheduler"]
         cfg.scheduler = _table(sched, "scheduler", _SCHEDULER, extra=frozenset({"aging"}))
@@ -307,4 +353,8 @@ def load_config(path: str | Path) -> FileConfig:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    return parse_config(data)
+    cfg = parse_config(data)
+    # [app] paths are relative to the file, not to the working directory.
+    base = Path(path).resolve().parent
+    cfg.app_paths = [str(base / p) for p in cfg.app_paths]
+    return cfg

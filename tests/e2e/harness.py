@@ -277,8 +277,13 @@ class SidecarProcess(_Rpc):
         env: dict[str, str] | None = None,
         ready_timeout: float = 20.0,
         cwd: str | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> SidecarProcess:
-        """Spawn ``python -m taskmill ARGS`` and wait for ``sidecar.ready``."""
+        """Spawn ``python -m taskmill ARGS`` and wait for ``sidecar.ready``.
+
+        ``preexec_fn`` runs in the child before exec (POSIX only), e.g. to set
+        resource limits.
+        """
         proc = await asyncio.create_subprocess_exec(
             *sidecar_cmd(*args),
             stdin=asyncio.subprocess.PIPE,
@@ -287,6 +292,7 @@ class SidecarProcess(_Rpc):
             env=env or child_env(),
             cwd=cwd,
             limit=STREAM_LIMIT,
+            preexec_fn=preexec_fn,
         )
         sc = cls(proc, args)
         sc._readers.append(asyncio.get_running_loop().create_task(sc._read_stderr()))

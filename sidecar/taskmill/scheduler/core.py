@@ -35,6 +35,7 @@ from ..errors import (
     TaskError,
     TaskmillError,
 )
+from ..memory import no_cyclic_gc
 from ..model import (
     JSONValue,
     Outcome,
@@ -78,6 +79,8 @@ ShutdownMode = Literal["graceful", "hard"]
 
 #: Tasks a batch stores per transaction (a larger batch is several; see submit_many).
 BATCH_CHUNK = 1000
+#: Tasks cancel_where cancels per transaction (a cancel costs more than an insert).
+CANCEL_CHUNK = 500
 #: Submissions resolved between two yields to the event loop.
 RESOLVE_CHUNK = 500
 
@@ -318,6 +321,14 @@ class Scheduler:
         stay stored and the error says how many tasks that is.
         """
         self._check_accepting()
+        if len(subs) <= BATCH_CHUNK:
+            return await self._submit_many(subs, parent)
+        with no_cyclic_gc():
+            return await self._submit_many(subs, parent)
+
+    async def _submit_many(
+        self, subs: Sequence[Submission], parent: TaskRecord | None
+    ) -> list[SubmitResult]:
         now = self.clock.now_ms()
         items: list[NewTask] = []
         parents: dict[int, TaskRecord | None] = {}
@@ -339,8 +350,12 @@ class Scheduler:
             effects = await self.store.write(lambda c: db.submit(c, items, now))
             return await self._after_submit(items, effects, now)
         # Last-wins across the whole batch, so chunking changes no outcome.
-        last = {(it.task_type, it.key): i for i, it in enumerate(items)}
-        winners = [i for i, it in enumerate(items) if last[it.task_type, it.key] == i]
+        last: dict[tuple[str, str], int] = {}
+        for i, it in enumerate(items):
+            if i and i % (4 * RESOLVE_CHUNK) == 0:
+                await asyncio.sleep(0)
+            last[it.task_type, it.key] = i
+        winners = sorted(last.values())
         results: dict[int, SubmitResult] = {}
         for start in range(0, len(winners), BATCH_CHUNK):
             chunk = winners[start : start + BATCH_CHUNK]
@@ -363,6 +378,8 @@ class Scheduler:
             await asyncio.sleep(0)
         out = []
         for i, it in enumerate(items):
+            if i and i % RESOLVE_CHUNK == 0:
+                await asyncio.sleep(0)
             won = results[last[it.task_type, it.key]]
             out.append(
                 won
@@ -953,7 +970,7 @@ class Scheduler:
     async def cancel_where(self, flt: db.TaskFilter) -> list[int]:
         """Cancel every active task matching the filter; returns the ids cancelled.
 
-        The matching tasks are cancelled in pages of :data:`BATCH_CHUNK`, each
+        The matching tasks are cancelled in pages of :data:`CANCEL_CHUNK`, each
         its own transaction, yielding to the event loop in between, so a
         filter over hundreds of thousands of tasks never holds other clients
         up. If the process dies mid-way, the pages done stay cancelled and
@@ -968,7 +985,7 @@ class Scheduler:
             eff = db.Effects()
             cancelled, after = await self.store.write(
                 functools.partial(
-                    db.cancel_page, f=flt, after=after, limit=BATCH_CHUNK, now=now, eff=eff
+                    db.cancel_page, f=flt, after=after, limit=CANCEL_CHUNK, now=now, eff=eff
                 ),
                 inline=False,
             )

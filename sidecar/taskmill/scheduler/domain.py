@@ -11,6 +11,7 @@ Defaults are layered per call > type > domain > scheduler.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -224,18 +225,96 @@ class Domain:
         self.types[name] = tt
         return tt
 
-    def task(self, name: str, **config: Any) -> Callable[[F], F]:
-        """Decorator form of :meth:`register`."""
+    def task(
+        self,
+        name: str,
+        *,
+        priority: int | str | None = None,
+        retry: RetryPolicy | None = None,
+        ttl_ms: int | None = None,
+        ttl_from: TtlFrom | None = None,
+        group: str | None = None,
+        expected_io: IoBudget | None = None,
+        max_concurrency: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+        source: str = "python",
+    ) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`: declares ``name`` with the
+        decorated function (or class instance) as its executor.
+
+        Args:
+            name: The type's name in this domain (``"thumbnail"`` gives
+                ``"<domain>::thumbnail"``).
+            priority: Default priority: 0..255 or ``"realtime"``, ``"high"``,
+                ``"normal"``, ``"background"``, ``"idle"``.
+            retry: Default retry policy of the type's tasks.
+            ttl_ms: Default time to live of a queued task.
+            ttl_from: Whether the TTL counts from ``"submission"`` (default) or
+                ``"first_attempt"``.
+            group: Default group (for group limits, weights, pauses).
+            expected_io: Bytes one task is expected to read/write/send/receive.
+            max_concurrency: At most this many of the type run at once.
+            tags: Tags every task of the type carries (a submission's own win).
+            timeout_ms: An attempt running longer is a retryable failure.
+            source: Where the declaration comes from (``"python"``).
+
+        Raises:
+            InvalidParams: a bad name, priority or ``timeout_ms``.
+        """
 
         def deco(fn: F) -> F:
-            self.register(name, fn, **config)
+            self.register(
+                name,
+                fn,
+                priority=priority,
+                retry=retry,
+                ttl_ms=ttl_ms,
+                ttl_from=ttl_from,
+                group=group,
+                expected_io=expected_io,
+                max_concurrency=max_concurrency,
+                tags=tags,
+                timeout_ms=timeout_ms,
+                source=source,
+            )
             return fn
 
         return deco
 
-    def declare(self, name: str, **config: Any) -> TaskType:
-        """Declare a type with no executor here (a remote worker runs it)."""
-        return self.register(name, None, **config)
+    def declare(
+        self,
+        name: str,
+        *,
+        priority: int | str | None = None,
+        retry: RetryPolicy | None = None,
+        ttl_ms: int | None = None,
+        ttl_from: TtlFrom | None = None,
+        group: str | None = None,
+        expected_io: IoBudget | None = None,
+        max_concurrency: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+        source: str = "python",
+    ) -> TaskType:
+        """Declare a type with no executor here (a remote worker runs it).
+
+        The options are those of :meth:`task`.
+        """
+        return self.register(
+            name,
+            None,
+            priority=priority,
+            retry=retry,
+            ttl_ms=ttl_ms,
+            ttl_from=ttl_from,
+            group=group,
+            expected_io=expected_io,
+            max_concurrency=max_concurrency,
+            tags=tags,
+            timeout_ms=timeout_ms,
+            source=source,
+        )
 
 
 class _TypeCaps(Mapping[str, int]):
@@ -300,7 +379,10 @@ class TypeRegistry:
         d = self.domains.get(domain)
         tt = None if d is None else d.types.get(name)
         if tt is None:
-            raise UnknownTaskType(f"unknown task type {task_type!r}", field=field_name)
+            known = sorted(t.qualified for t in self.all_types())
+            close = difflib.get_close_matches(task_type, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownTaskType(f"unknown task type {task_type!r}{hint}", field=field_name)
         return tt
 
     def find(self, task_type: str) -> TaskType | None:

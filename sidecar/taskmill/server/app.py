@@ -308,10 +308,12 @@ class Sidecar:
         session = Session(self, self._writer, transport="stdio", authenticated=True)
         self._writer.on_writable = session.writable
         self.sessions.add(session)
+        # The decoder runs on the reader thread (only there): JSON decoding of a
+        # big line does not hold the event loop.
         decoder = LineDecoder(self.options.max_message_bytes)
 
-        def on_data(data: bytes) -> None:
-            for item in decoder.feed(data):
+        def on_items(items: list[Any]) -> None:
+            for item in items:
                 session.receive(item)
 
         def on_eof() -> None:
@@ -323,9 +325,10 @@ class Sidecar:
         StdinReader(
             self._stdin or sys.stdin.buffer,
             loop,
-            on_data,
+            on_items,
             on_eof,
             on_eof_thread=self._stdin_closed if self._stdin is None else None,
+            parse=decoder.feed,
         ).start()
 
 

@@ -12,6 +12,7 @@ the client's remote workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import itertools
 import logging
@@ -29,6 +30,7 @@ from ..errors import (
     Unauthorized,
     UnknownTaskType,
 )
+from ..memory import no_cyclic_gc
 from ..protocol.codec import Decoded, DecodedItem
 from ..protocol.messages import (
     ErrorResponse,
@@ -48,6 +50,7 @@ from ..protocol.methods import (
     WorkerProgressParams,
     WorkerRegisterParams,
     parse_params,
+    parse_steps,
 )
 from ..scheduler.events import EventFilter, Subscription
 from . import api
@@ -160,11 +163,23 @@ class Session:
 
     async def _handle_request(self, req: Request) -> None:
         try:
-            params = parse_params(req.method, req.params)
-            fn = api.find(req.method)
-            if self.app.closing and req.method not in ("session.hello", "sidecar.info"):
-                raise ShuttingDown("the sidecar is shutting down")
-            result = await fn(self, params)
+            with contextlib.ExitStack() as stack:
+                steps = parse_steps(req.method, req.params)
+                big = False
+                while True:
+                    try:
+                        next(steps)
+                    except StopIteration as done:
+                        params = done.value
+                        break
+                    if not big:  # a long batch
+                        big = True
+                        stack.enter_context(no_cyclic_gc())
+                    await asyncio.sleep(0)  # let other clients in
+                fn = api.find(req.method)
+                if self.app.closing and req.method not in ("session.hello", "sidecar.info"):
+                    raise ShuttingDown("the sidecar is shutting down")
+                result = await fn(self, params)
         except TaskmillError as exc:
             reply = error_message(req.id, exc)
         except Exception:

@@ -123,12 +123,16 @@ class StdinReader:
         self,
         stream: BinaryIO,
         loop: asyncio.AbstractEventLoop,
-        on_data: Callable[[bytes], None],
+        on_data: Callable[[Any], None],
         on_eof: Callable[[], None],
         *,
         on_eof_thread: Callable[[], None] | None = None,
+        parse: Callable[[bytes], Any] | None = None,
     ) -> None:
         self._stream = stream
+        #: Run on the reader thread on each chunk (decoding JSON there keeps a
+        #: 4 MiB line from holding the event loop); ``on_data`` gets its result.
+        self._parse = parse
         self._loop = loop
         self._on_data = on_data
         self._on_eof = on_eof
@@ -147,7 +151,8 @@ class StdinReader:
                 data = read(self.CHUNK)
                 if not data:
                     break
-                self._loop.call_soon_threadsafe(self._deliver, data)
+                item = data if self._parse is None else self._parse(data)
+                self._loop.call_soon_threadsafe(self._deliver, item)
         except (OSError, ValueError) as exc:
             log.info("stdin closed: %s", exc)
         except RuntimeError:  # the loop closed under us
@@ -159,8 +164,8 @@ class StdinReader:
         if self._on_eof_thread is not None:
             self._on_eof_thread()
 
-    def _deliver(self, data: bytes) -> None:
+    def _deliver(self, item: Any) -> None:
         try:
-            self._on_data(data)
+            self._on_data(item)
         finally:
             self._room.release()

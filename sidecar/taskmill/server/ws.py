@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -58,11 +59,19 @@ DEFAULT_ORIGINS = (
 HELLO_TIMEOUT_S = 5.0
 #: Connections that have not said hello yet, at once.
 MAX_PENDING = 64
+#: A connection in its HTTP handshake this long may be evicted (a real
+#: client's handshake takes milliseconds).
+HANDSHAKE_GRACE_S = 0.5
+#: A pending connection that sent a frame is not evicted this long, while its
+#: hello is handled.
+HELLO_GRACE_S = 0.5
 #: The largest frame a connection may send before hello (a hello is ~100 bytes).
 PRE_HELLO_MAX_BYTES = 64 * 1024
 #: File descriptors kept free for everything but connections (database, WAL,
 #: lock, logs, the fs executors' files, psutil).
 FD_RESERVE = 64
+#: Frames above this are decoded on a thread.
+BIG_FRAME_BYTES = 256 * 1024
 #: Seconds a close handshake may take before the connection is dropped.
 CLOSE_TIMEOUT_S = 2.0
 #: WebSocket keepalive: a ping every so often; no pong within as long, and the
@@ -72,13 +81,32 @@ PING_INTERVAL_S = 10.0
 
 class ConnectionGate:
     """Admits connections within the descriptor budget, unauthenticated ones
-    within :data:`MAX_PENDING` (evicting the oldest)."""
+    within :data:`MAX_PENDING`.
 
-    def __init__(self, capacity: int, max_pending: int = MAX_PENDING) -> None:
+    When the pending ones are at their cap, a newcomer makes room by evicting
+    the connection that has waited longest *after* its upgrade without saying
+    hello (a client that means it says hello within a millisecond of the
+    upgrade), else one stuck in the HTTP handshake for over
+    :data:`HANDSHAKE_GRACE_S`; a connection still in a young handshake is
+    never evicted. Only when nothing can be evicted is the newcomer dropped.
+    So a flood of silent connections keeps churning through the oldest idle
+    slots, and a real client, whose handshake is young while it runs and
+    whose hello follows at once, gets through.
+    """
+
+    def __init__(
+        self, capacity: int, max_pending: int = MAX_PENDING, clock: Any = time.monotonic
+    ) -> None:
         self.capacity = max(1, capacity)
         self.max_pending = max(1, max_pending)
-        self._pending: OrderedDict[ServerConnection, None] = OrderedDict()
+        self._clock = clock
+        #: Pending connections and when they arrived, oldest first.
+        self._pending: OrderedDict[ServerConnection, float] = OrderedDict()
         self._authed: set[ServerConnection] = set()
+        #: Pending connections past their upgrade, in upgrade order.
+        self._upgraded: OrderedDict[ServerConnection, None] = OrderedDict()
+        #: When pending connections sent their first frame.
+        self._spoke: dict[ServerConnection, float] = {}
         #: Connections dropped at the door or evicted (for tests and metrics).
         self.dropped = 0
 
@@ -88,17 +116,47 @@ class ConnectionGate:
             len(self._pending) >= self.max_pending
             or len(self._pending) + len(self._authed) >= self.capacity
         ):
-            oldest, _ = self._pending.popitem(last=False)
-            self._drop(oldest)
-        if len(self._authed) >= self.capacity:
+            victim = self._victim()
+            if victim is None:
+                break
+            self._forget(victim)
+            self._drop(victim)
+        full = (
+            len(self._pending) >= self.max_pending
+            or len(self._pending) + len(self._authed) >= self.capacity
+        )
+        if full:
             self._drop(conn)
             return False
-        self._pending[conn] = None
+        self._pending[conn] = self._clock()
         return True
+
+    def _victim(self) -> ServerConnection | None:
+        """The pending connection to evict, or None (all are young)."""
+        now = self._clock()
+        for conn in self._upgraded:  # in the order of their upgrade
+            spoke = self._spoke.get(conn)
+            if spoke is None or now - spoke > HELLO_GRACE_S:
+                return conn  # silent since its upgrade, or no hello came of it
+        for conn, since in self._pending.items():
+            if conn not in self._upgraded and now - since > HANDSHAKE_GRACE_S:
+                return conn  # stuck in the HTTP handshake
+        return None
+
+    def upgraded(self, conn: ServerConnection) -> None:
+        """The WebSocket handshake of a pending connection completed."""
+        if conn in self._pending:
+            self._upgraded[conn] = None
+
+    def spoke(self, conn: ServerConnection) -> None:
+        """The pending connection sent a frame (its hello, likely): it is left
+        alone for :data:`HELLO_GRACE_S` while that is handled."""
+        if conn in self._pending and conn not in self._spoke:
+            self._spoke[conn] = self._clock()
 
     def hello(self, conn: ServerConnection, max_size: int) -> None:
         """The connection authenticated: it is no longer evictable."""
-        if self._pending.pop(conn, False) is None:
+        if self._forget(conn):
             self._authed.add(conn)
             # The parser reads the limit afresh for each frame. websockets 15+
             # calls it max_message_size, earlier ones max_size.
@@ -108,8 +166,16 @@ class ConnectionGate:
             else:
                 proto.max_size = max_size
 
+    def is_pending(self, conn: ServerConnection) -> bool:
+        return conn in self._pending
+
+    def _forget(self, conn: ServerConnection) -> bool:
+        self._spoke.pop(conn, None)
+        self._upgraded.pop(conn, None)
+        return self._pending.pop(conn, None) is not None
+
     def close(self, conn: ServerConnection) -> None:
-        self._pending.pop(conn, None)
+        self._forget(conn)
         self._authed.discard(conn)
 
     def _drop(self, conn: ServerConnection) -> None:
@@ -225,6 +291,17 @@ async def start_ws_server(
             super().connection_made(transport)
             gate.open(self)
 
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.response is not None:
+                gate.spoke(self)
+            sent = self.protocol.close_sent
+            if sent is not None and sent.code == 1009 and gate.is_pending(self):
+                # An oversized frame before hello: websockets would read and
+                # discard the rest of it (megabytes) during the close
+                # handshake. Close now; the kernel drops what still comes.
+                self.transport.close()
+
         def connection_lost(self, exc: Exception | None) -> None:
             gate.close(self)
             super().connection_lost(exc)
@@ -258,6 +335,7 @@ async def start_ws_server(
 async def _serve_connection(
     app: Sidecar, ws: ServerConnection, limit: int, gate: ConnectionGate
 ) -> None:
+    gate.upgraded(ws)
     out = WsOut(ws)
     session = Session(app, out, transport="ws", authenticated=False)
     session.on_authenticated = lambda: gate.hello(ws, 2 * limit)
@@ -282,10 +360,14 @@ async def _serve_connection(
                     )
                 )
                 continue
-            if isinstance(frame, bytes):
-                session.receive(decode_msgpack(frame, max_message_bytes=limit))
+            decode: Any = decode_msgpack if isinstance(frame, bytes) else decode_json_text
+            if size > BIG_FRAME_BYTES:
+                # A batch of 100,000 tasks takes ~100 ms to decode: on a thread,
+                # the event loop keeps serving others meanwhile.
+                item = await asyncio.to_thread(decode, frame, max_message_bytes=limit)
             else:
-                session.receive(decode_json_text(frame, max_message_bytes=limit))
+                item = decode(frame, max_message_bytes=limit)
+            session.receive(item)
     except ConnectionClosed:
         pass
     finally:

@@ -282,6 +282,8 @@ class Store:
         self.guard: FileGuard | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._checkpointing: asyncio.Task[None] | None = None
+        #: The read-only connection for reads while a write holds the thread.
+        self._reader: asyncio.Task[aiosqlite.Connection] | None = None
 
     @classmethod
     async def open(
@@ -430,7 +432,13 @@ class Store:
             self._flushing = False
 
     async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only ``op`` (no transaction) on the database thread."""
+        """Run a read-only ``op`` (no transaction).
+
+        Inline when the database thread is idle; while it is busy (a chunk of
+        a long cancel, a big batch), on a second, read-only connection with a
+        thread of its own, so a read never waits behind a write (WAL readers
+        see the last commit and do not block the writer).
+        """
         if self._closed:
             raise StorageError("the store is closed")
         if self._idle():
@@ -442,7 +450,38 @@ class Store:
                     raise _storage_error(exc) from exc
             except sqlite3.Error as exc:
                 raise _storage_error(exc) from exc
-        return await self._on_thread(_run_read, self._raw(), op)
+        reader = await self._reader_conn()
+        if reader is None:
+            return await self._on_thread(_run_read, self._raw(), op)
+        raw: sqlite3.Connection = reader._conn  # see _on_thread
+        result: T = await reader._execute(_run_read, raw, op)  # type: ignore[no-untyped-call]
+        return result
+
+    async def _reader_conn(self) -> aiosqlite.Connection | None:
+        """The read-only connection, opened on first need (None in memory)."""
+        if self.guard is None:
+            return None
+        if self._reader is None:
+            path = self.path
+
+            def connector() -> sqlite3.Connection:
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA query_only = 1")
+                return conn
+
+            self._reader = asyncio.get_running_loop().create_task(self._open_reader(connector))
+        try:
+            return await self._reader
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("no read-only connection (%s): reads wait for writes", exc)
+            return None
+
+    @staticmethod
+    async def _open_reader(connector: Callable[[], sqlite3.Connection]) -> aiosqlite.Connection:
+        conn = aiosqlite.Connection(connector, 64)
+        await conn
+        return conn
 
     async def close(self) -> None:
         """Checkpoint the WAL and close. Pending writes are finished first."""
@@ -453,6 +492,9 @@ class Store:
         self._closed = True
         if self._watch_task is not None:
             self._watch_task.cancel()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await (await self._reader).close()
         try:
             await self._on_thread(_run_read, self._raw(), db.checkpoint)
         except (StorageError, ValueError) as exc:
