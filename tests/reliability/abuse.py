@@ -121,9 +121,7 @@ class Outcome:
         )
 
 
-async def probed(
-    sc: SidecarProcess, name: str, abuse: Callable[[], Awaitable[str]]
-) -> Outcome:
+async def probed(sc: SidecarProcess, name: str, abuse: Callable[[], Awaitable[str]]) -> Outcome:
     """Run ``abuse`` while a probe measures; returns the figures."""
     target = await sc.submit("demo::echo", "probe target")
     await sc.wait_status(target, "completed")
