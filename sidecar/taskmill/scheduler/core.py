@@ -1117,7 +1117,7 @@ class Scheduler:
         """Expire every queued task past its deadline now (the periodic sweep)."""
         now = self.clock.now_ms()
         eff = db.Effects()
-        await self.store.write(lambda c: db.expire_due(c, now, eff))
+        await self.store.write(lambda c: db.expire_due(c, now, eff), inline=False)
         self._apply_effects(eff)
         return len(eff.expired)
 
@@ -1196,7 +1196,7 @@ class Scheduler:
         self._domain(domain)
         self.policy.paused_domains.add(domain)
         now = self.clock.now_ms()
-        queued = await self.store.write(lambda c: db.pause_domain(c, domain, now))
+        queued = await self.store.write(lambda c: db.pause_domain(c, domain, now), inline=False)
         running = [ex for ex in self._running.values() if ex.record.domain == domain]
         stopped = await self._pause_running(running, db.PAUSE_DOMAIN, "paused")
         self.events.emit("domain_paused", domain=domain)
@@ -1207,7 +1207,7 @@ class Scheduler:
         self._domain(domain)
         self.policy.paused_domains.discard(domain)
         now = self.clock.now_ms()
-        resumed = await self.store.write(lambda c: db.resume_domain(c, domain, now))
+        resumed = await self.store.write(lambda c: db.resume_domain(c, domain, now), inline=False)
         self.events.emit("domain_resumed", domain=domain)
         self.wake()
         return len(resumed)
@@ -1230,7 +1230,9 @@ class Scheduler:
         resume_at = None if duration_ms is None else now + duration_ms
         again = group in self.policy.paused_groups
         self.policy.paused_groups[group] = resume_at
-        queued = await self.store.write(lambda c: db.pause_group(c, group, now, resume_at))
+        queued = await self.store.write(
+            lambda c: db.pause_group(c, group, now, resume_at), inline=False
+        )
         running = [ex for ex in self._running.values() if ex.record.group == group]
         stopped = await self._pause_running(running, db.PAUSE_GROUP, "paused")
         if not again or queued or stopped:
@@ -1244,7 +1246,7 @@ class Scheduler:
             return 0
         del self.policy.paused_groups[group]
         now = self.clock.now_ms()
-        resumed = await self.store.write(lambda c: db.resume_group(c, group, now))
+        resumed = await self.store.write(lambda c: db.resume_group(c, group, now), inline=False)
         self.events.emit("group_resumed", group=group, resumed=len(resumed))
         self.wake()
         return len(resumed)
@@ -1522,15 +1524,15 @@ class Scheduler:
 
     async def tag_values(self, key: str, *, domain: str | None = None) -> list[dict[str, Any]]:
         """Values of tag ``key`` on active tasks, with counts, most used first."""
-        return await self.store.read(lambda c: db.tag_values(c, key, domain))
+        return await self.store.read(lambda c: db.tag_values(c, key, domain), inline=False)
 
     async def tag_keys(self, prefix: str, *, domain: str | None = None) -> list[str]:
         """Tag keys on active tasks starting with ``prefix`` (taken literally)."""
-        return await self.store.read(lambda c: db.tag_keys(c, prefix, domain))
+        return await self.store.read(lambda c: db.tag_keys(c, prefix, domain), inline=False)
 
     async def history_stats(self, task_type: str) -> dict[str, Any]:
         """Count, average duration and IO, and failure rate of a type's history."""
-        return await self.store.read(lambda c: db.history_stats(c, task_type))
+        return await self.store.read(lambda c: db.history_stats(c, task_type), inline=False)
 
     async def avg_throughput(self, task_type: str, n: int = 20) -> dict[str, float]:
         """Mean bytes/s of the type's last ``n`` completed runs."""

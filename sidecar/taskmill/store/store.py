@@ -431,17 +431,19 @@ class Store:
         finally:
             self._flushing = False
 
-    async def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, op: Callable[[sqlite3.Connection], T], *, inline: bool = True) -> T:
         """Run a read-only ``op`` (no transaction).
 
         Inline when the database thread is idle; while it is busy (a chunk of
         a long cancel, a big batch), on a second, read-only connection with a
         thread of its own, so a read never waits behind a write (WAL readers
-        see the last commit and do not block the writer).
+        see the last commit and do not block the writer). ``inline=False``
+        keeps a read over an unbounded set (tag counts, history stats) off the
+        event loop thread.
         """
         if self._closed:
             raise StorageError("the store is closed")
-        if self._idle():
+        if inline and self._idle():
             try:
                 return op(self._raw())
             except sqlite3.OperationalError as exc:
