@@ -54,11 +54,16 @@ export class Waiters {
   #current: Shared | null = null;
   #next: Shared | null = null;
   #scheduled = false;
+  /** A subscription was refused by a sidecar shutting down: try again on the next connection. */
+  #orphaned = false;
 
   constructor(rpc: Rpc, subs: Subscriptions) {
     this.#subs = subs;
     rpc.onConnection((event) => {
       if (event.type === "resync") this.#checkArmed();
+      if (event.type === "open" && this.#orphaned) this.#open();
+      // The client is finished: so is every waiter, with or without a subscription.
+      if (event.type === "closed" && rpc.reason !== null) for (const waiter of this.#all()) waiter.fail(rpc.reason);
     });
   }
 
@@ -104,6 +109,7 @@ export class Waiters {
   /** Opens a subscription covering every waiter, unless one is already on its way. */
   #open(): void {
     if (this.#next !== null || this.#byTask.size === 0) return;
+    this.#orphaned = false;
     const ids = this.#byTask.size > MAX_FILTER_IDS ? null : new Set(this.#byTask.keys());
     const off = this.#subs.subscribe(
       ids === null ? { kinds: TERMINAL_EVENT_KINDS } : { kinds: TERMINAL_EVENT_KINDS, task_ids: [...ids] },
@@ -139,19 +145,26 @@ export class Waiters {
 
   /** A subscription ended without being asked to: refused by the sidecar, or the client closed. */
   #ended(shared: Shared, reason: TaskmillError): void {
-    let victims: Waiter[];
     if (shared === this.#current) {
-      // The waiters lost their events: they cannot go on.
+      // The waiters lost their events.
       this.#current = null;
-      victims = [...this.#byTask.values()].flatMap((set) => [...set]);
+      this.#armed.clear();
     } else if (shared === this.#next) {
-      // The waiters the current subscription covers go on with it.
+      // The waiters the current subscription covers (armed) go on with it.
       this.#next = null;
-      victims = [...this.#byTask.values()].flatMap((set) => [...set]).filter((w) => !this.#armed.has(w));
     } else {
       return;
     }
-    for (const waiter of victims) waiter.fail(reason);
+    if (reason.kind === "shutting_down") {
+      // Not final (as for task.get): the sidecar goes away, then the client reconnects (the others read again then) or closes.
+      this.#orphaned = true;
+      return;
+    }
+    for (const waiter of this.#all()) if (!this.#armed.has(waiter)) waiter.fail(reason);
+  }
+
+  #all(): Waiter[] {
+    return [...this.#byTask.values()].flatMap((set) => [...set]);
   }
 
   #event(event: Record<string, unknown>): void {

@@ -302,6 +302,44 @@ describe("waitFor shares its subscriptions", () => {
     expect((await ok).id).toBe(1);
   });
 
+  it("a subscription refused by a sidecar shutting down is not final: the waiters settle with the client's reason", async () => {
+    const { server } = taskServer();
+    server.handlers["events.subscribe"] = () => {
+      throw new RpcErrorReply(-32006, "the sidecar is shutting down", { kind: "shutting_down" });
+    };
+    server.handlers["sidecar.shutdown"] = (_params, link) => {
+      setTimeout(() => link.drop(new Error("the sidecar exited with code 0")), 20);
+      return {};
+    };
+    const client = makeClient(server);
+    await client.connect();
+    const waiting = settle(client.waitFor(1));
+    await client.shutdown();
+    await until(() => server.last.methods().includes("events.subscribe"));
+    expect(await waiting).toMatchObject({ ok: false, error: { kind: "closed" } });
+  });
+
+  it("... and after the sidecar comes back, the waiters subscribe again and read their task", async () => {
+    const { server, gets, finished } = taskServer();
+    const subscribe = server.handlers["events.subscribe"] as NonNullable<(typeof server.handlers)["events.subscribe"]>;
+    let draining = true;
+    server.handlers["events.subscribe"] = (params, link, request) => {
+      if (draining) throw new RpcErrorReply(-32006, "the sidecar is shutting down", { kind: "shutting_down" });
+      return subscribe(params, link, request);
+    };
+    const client = makeClient(server);
+    await client.connect();
+    const waiting = settle(client.waitFor(1));
+    await until(() => server.last.methods().includes("events.subscribe"));
+    await sleep(5);
+    expect(gets.size).toBe(0);
+    draining = false;
+    finished.add(1);
+    server.last.drop();
+    expect(await waiting).toMatchObject({ ok: true, value: { id: 1, status: "completed" } });
+    expect(server.last.subscriptions.size).toBe(0);
+  });
+
   it("a replacement the sidecar refuses fails only the waiters it was for; the covered ones go on", async () => {
     const { server, finish } = taskServer();
     const client = makeClient(server);
