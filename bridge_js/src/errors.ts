@@ -9,10 +9,11 @@
  *                          cancelled, superseded, expired or dependency_failed
  * ```
  *
- * Two errors the client raises itself carry a wire code instead of 0, because
- * they mean exactly what the sidecar's would: a message over the size limit
- * is refused locally with -32600 `invalid_request`, and a WebSocket the
- * sidecar closed with code 4401 becomes -32001 `unauthorized`.
+ * Three errors the client raises itself carry a wire code instead of 0,
+ * because they mean exactly what the sidecar's would: a message over the size
+ * limit is refused locally with -32600 `invalid_request`, a `submitBatch` of
+ * more than 100,000 tasks with -32008 `limit_exceeded` (`batch_length`), and
+ * a WebSocket the sidecar closed with code 4401 becomes -32001 `unauthorized`.
  *
  * Match on `kind`, the stable string; use {@link isTaskmillError} rather than
  * `instanceof`, which fails across JS realms (iframes, duplicated bundles).
