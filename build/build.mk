@@ -2,8 +2,13 @@
 #
 #   make build          onedir binary, printed path (skipped when nothing relevant changed)
 #   make build-onefile  onefile binary (cached the same way)
-#   make test-frozen    both builds, the conformance smoke on the onedir binary,
-#                       the examples against it, then tests/frozen on both
+#   make test-frozen    both builds, the conformance smoke on the onedir binary
+#                       (when ../shared is here), the examples against it, then
+#                       tests/frozen on both
+#   make test-frozen-apps  your own tasks frozen in: examples/python_app's binary
+#                       run without --app, and tests/packaging/test_frozen_app.py
+#                       (a missing third-party package fails the build, naming it;
+#                       installed, the task runs in the binary)
 #   make measure        sizes and launch-to-ready times, as JSON
 #
 # Outputs: build/out/onedir/taskmill-sidecar-<triple>/ and
@@ -16,7 +21,9 @@ PY    ?= $(VENV)/bin/python
 STAMP ?= $(VENV)/.installed-stamp
 BUILD_TOOLS_STAMP := $(VENV)/.build-tools-stamp
 
-.PHONY: build build-onefile test-frozen measure
+SMOKE ?= ../shared/conformance/smoke.py
+
+.PHONY: build build-onefile test-frozen test-frozen-apps measure
 
 # PyInstaller comes from pyproject's [build] extra.
 $(BUILD_TOOLS_STAMP): $(STAMP) pyproject.toml
@@ -37,12 +44,16 @@ test-frozen: $(BUILD_TOOLS_STAMP)
 	@set -e; \
 	onedir=$$($(PY) build/build.py); \
 	onefile=; if [ "$(FROZEN_ONEFILE)" != 0 ]; then onefile=$$($(PY) build/build.py --onefile); fi; \
-	echo "conformance smoke on $$onedir"; \
-	TASKMILL_SIDECAR="$$onedir" $(PY) ../shared/conformance/smoke.py; \
+	if [ -f "$(SMOKE)" ]; then \
+		echo "conformance smoke on $$onedir"; TASKMILL_SIDECAR="$$onedir" $(PY) "$(SMOKE)"; \
+	else echo "test-frozen: conformance smoke skipped: $(SMOKE) is not here"; fi; \
 	TASKMILL_SIDECAR="$$onedir" $(PY) examples/headless/client.py >/dev/null; \
 	TASKMILL_SIDECAR="$$onedir" bash examples/headless/run.sh >/dev/null; \
 	TASKMILL_FROZEN_ONEDIR="$$onedir" TASKMILL_FROZEN_ONEFILE="$$onefile" \
 		$(PY) -m pytest -q tests/frozen
+
+test-frozen-apps: $(BUILD_TOOLS_STAMP) test-frozen-app
+	TASKMILL_TEST_FROZEN_APPS=1 $(PY) -m pytest -q tests/packaging/test_frozen_app.py
 
 measure: $(BUILD_TOOLS_STAMP)
 	$(PY) build/measure.py

@@ -5,8 +5,9 @@
     TASKMILL_SIDECAR=build/out/onedir/photos-sidecar-<triple>/photos-sidecar-<triple> \
         python examples/python_app/run.py --bundled   # the custom frozen binary
 
-With ``--bundled`` no ``--app-path`` is passed: the module must be inside the
-binary (build/build.py --app). Exits non-zero if anything is off.
+With ``--bundled`` neither ``--app`` nor ``--app-path`` is passed: the module
+must be inside the binary and loaded by default (build/build.py --app freezes
+it in as the binary's app). Exits non-zero if anything is off.
 """
 
 from __future__ import annotations
@@ -49,10 +50,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "IMG_0001.ppm"
         write_test_image(image)
-        extra = [] if args.bundled else ["--app-path", str(HERE)]
-        cmd = sidecar_command(
-            "--stdio", "--db", str(Path(tmp) / "tasks.db"), "--app", "myapp.tasks:domain", *extra
-        )
+        app = [] if args.bundled else ["--app", "myapp.tasks:domain", "--app-path", str(HERE)]
+        cmd = sidecar_command("--stdio", "--db", str(Path(tmp) / "tasks.db"), *app)
         with SidecarClient(cmd) as sc:
             print(f"task types: {', '.join(sc.ready['task_types'])}")
             sc.call(
