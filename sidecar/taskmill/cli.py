@@ -5,7 +5,7 @@
     taskmill-sidecar [--db PATH] [--stdio] [--ws] [--ws-host H] [--ws-port P]
                      [--allow-origin O]... [--config FILE] [--app MODULE:ATTR]...
                      [--demo] [--max-concurrency N] [--drain-timeout-ms N]
-                     [--parent-pid PID] [--log-level L]
+                     [--parent-pid PID] [--log-level L] [--log-file PATH]
 
 With neither ``--stdio`` nor ``--ws``, stdio is served. A flag given on the
 command line wins over the same setting in ``--config``. Exit codes: 0 after
@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
     )
     p.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help="append logs to PATH instead of stderr (for hosts that do not keep stderr)",
+    )
+    p.add_argument(
         "--check",
         action="store_true",
         help="load the config and the app modules, print the task types and exit "
@@ -151,6 +156,25 @@ def bundled_apps() -> list[str]:
     return [str(a) for a in apps]
 
 
+def setup_logging(level: str, path: str | None = None) -> None:
+    """The sidecar's logs: stderr (or ``path``), repeats held back, and the
+    libraries' chatter (aiosqlite logs every statement at debug) kept out."""
+    handler: logging.Handler
+    if path:
+        try:
+            handler = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            print(f"taskmill-sidecar: --log-file {path}: {exc.strerror}", file=sys.stderr)
+            sys.exit(EXIT_STARTUP)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter())
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+    for noisy in ("aiosqlite", "websockets"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.root.level))
+
+
 class RepeatFilter(logging.Filter):
     """Lets a log message through at most once per interval (per logger and
     message template); the next one that passes says how many were held back.
@@ -162,10 +186,12 @@ class RepeatFilter(logging.Filter):
     def __init__(self, interval_s: float = 10.0) -> None:
         super().__init__()
         self.interval_s = interval_s
-        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+        self._last: dict[tuple[str, object, object], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
+        # A record may say what makes it distinct (a task failure: its type
+        # and error), so different failures are all shown.
+        key = (record.name, record.msg, getattr(record, "repeat_key", None))
         now = record.created
         seen = self._last.get(key)
         if seen is not None and now - seen[0] < self.interval_s:
@@ -338,13 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     # protocol and send anything printed (by app code, say) to stderr.
     proto_out = sys.stdout.buffer
     sys.stdout = sys.stderr
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RepeatFilter())
+    setup_logging(args.log_level, args.log_file)
     raise_fd_limit()
     try:
         options = build_options(args)

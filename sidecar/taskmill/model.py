@@ -434,6 +434,9 @@ class TaskRecord:
     #: Why a paused task is paused: "preempted", "domain", "scheduler",
     #: "group", "schedule" (on the wire for paused records only).
     pause_reasons: tuple[str, ...] = ()
+    #: Where task code raised ``last_error`` (its own frames, bounded); on the
+    #: wire when there is one.
+    traceback: str | None = None
 
     @property
     def is_history(self) -> bool:
@@ -467,6 +470,8 @@ class TaskRecord:
         }
         if self.status is Status.PAUSED:
             out["pause_reasons"] = list(self.pause_reasons)
+        if self.traceback is not None:
+            out["traceback"] = self.traceback
         if self.history_id is not None:
             out["history_id"] = self.history_id
             out["finished_at"] = self.finished_at

@@ -70,6 +70,7 @@ from .policy import (
     resolve_submission,
 )
 from .threads import ExecutorThreads, ThreadSlot, bind
+from .tracebacks import task_traceback
 
 __all__ = ["RemoteExecutors", "Scheduler"]
 
@@ -688,32 +689,39 @@ class Scheduler:
         elif kind == "finalize":
             self.wake()
         elif kind == "retry":
-            self.metrics["failed"] += 1
             self.metrics["retried"] += 1
-            self.events.emit(
-                "failed",
-                rec,
-                error=f.error,
-                retryable=True,
-                will_retry=True,
-                retry_after_ms=f.retry_delay_ms,
-                attempt=rec.retry_count + 1,
-            )
+            self._emit_failed(rec, f.error, f.traceback, retry_after_ms=f.retry_delay_ms)
         elif kind == "dead_letter":
             self.metrics["dead_lettered"] += 1
             self.metrics["failed"] += 1
-            self.events.emit("dead_lettered", rec, error=f.error, retry_count=rec.retry_count)
-        else:
-            self.metrics["failed"] += 1
+            extra = {} if f.traceback is None else {"traceback": f.traceback}
             self.events.emit(
-                "failed",
-                rec,
-                error=f.error,
-                retryable=False,
-                will_retry=False,
-                retry_after_ms=None,
-                attempt=rec.retry_count + 1,
+                "dead_lettered", rec, error=f.error, retry_count=rec.retry_count, **extra
             )
+        else:
+            self._emit_failed(rec, f.error, f.traceback)
+
+    def _emit_failed(
+        self,
+        rec: TaskRecord,
+        error: str | None,
+        traceback: str | None = None,
+        *,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        """Count and emit ``failed``: retried when ``retry_after_ms`` is given."""
+        self.metrics["failed"] += 1
+        extra = {} if traceback is None else {"traceback": traceback}
+        self.events.emit(
+            "failed",
+            rec,
+            error=error,
+            retryable=retry_after_ms is not None,
+            will_retry=retry_after_ms is not None,
+            retry_after_ms=retry_after_ms,
+            attempt=rec.retry_count + 1,
+            **extra,
+        )
 
     def _state_of(self, domain: Domain | None) -> Mapping[Any, Any]:
         """Shared state seen by a domain's executors (a live view, built once)."""
@@ -745,16 +753,7 @@ class Scheduler:
         for rec, error, was in eff.failed_parents:
             if was is Status.RUNNING:
                 self._stop_execution(rec.id, "cancelled")
-            self.metrics["failed"] += 1
-            self.events.emit(
-                "failed",
-                rec,
-                error=error,
-                retryable=False,
-                will_retry=False,
-                retry_after_ms=None,
-                attempt=rec.retry_count + 1,
-            )
+            self._emit_failed(rec, error)
         if eff.parents_ready:
             self.wake()
 
@@ -845,8 +844,17 @@ class Scheduler:
     def _failure(self, ex: Execution, exc: BaseException) -> Finish:
         rec = ex.record
         decision = decide_failure(exc, rec.retry_count, rec.max_retries, ex.policy, self._rng)
-        if not isinstance(exc, TaskmillError):
-            log.debug("task %s failed: %s", rec.id, decision.message)
+        where = task_traceback(exc)
+        if where is not None:
+            log.warning(
+                "task %s (%s) attempt %d failed: %s\n%s",
+                rec.id,
+                rec.task_type,
+                rec.retry_count + 1,
+                decision.message,
+                where,
+                extra={"repeat_key": (rec.task_type, decision.message)},
+            )
         return Finish(
             task_id=rec.id,
             dispatch_count=ex.dispatch_count,
@@ -855,6 +863,7 @@ class Scheduler:
             retry_delay_ms=decision.delay_ms,
             actual_io=ex.ctx.actual_io,
             phase=ex.phase,
+            traceback=where,
         )
 
     def _success(self, ex: Execution, value: Any) -> Finish:

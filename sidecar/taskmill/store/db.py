@@ -179,7 +179,7 @@ _HISTORY_COLUMNS = (
     "parent_id, fail_fast, retry_count, max_retries, last_error, created_at, started_at, "
     "finished_at, duration_ms, run_after, ttl_ms, ttl_from, expires_at, expected_read, "
     "expected_write, expected_net_rx, expected_net_tx, actual_read, actual_write, "
-    "actual_net_rx, actual_net_tx, depends_on, tags, retry_policy"
+    "actual_net_rx, actual_net_tx, depends_on, tags, retry_policy, traceback"
 )
 
 _MOVE_TO_HISTORY = f"""
@@ -189,7 +189,8 @@ SELECT id, task_type, domain, key, label, priority, :status, payload, :result,
        max_retries, COALESCE(:error, last_error), created_at, started_at, :now,
        CASE WHEN started_at IS NULL THEN NULL ELSE :now - started_at END,
        run_after, ttl_ms, ttl_from, expires_at, expected_read, expected_write, expected_net_rx,
-       expected_net_tx, :ar, :aw, :arx, :atx, depends_on, tags, retry_policy
+       expected_net_tx, :ar, :aw, :arx, :atx, depends_on, tags, retry_policy,
+       COALESCE(:traceback, traceback)
 FROM tasks WHERE id = :id
 """
 
@@ -198,7 +199,7 @@ _BULK_MOVE_TO_HISTORY = re.sub(
     r":(\w+)",
     lambda m: (
         {"status": "?1", "now": "?2", "id": ":id"}.get(m.group(1), "NULL")
-        if m.group(1) in ("status", "now", "id", "result", "memo", "error")
+        if m.group(1) in ("status", "now", "id", "result", "memo", "error", "traceback")
         else "0"
     ),
     _MOVE_TO_HISTORY,
@@ -215,6 +216,7 @@ def _to_history(
     tags_json: str | None = None,
     result_json: str | None = None,
     error: str | None = None,
+    traceback: str | None = None,
     memo_json: str | None = None,
     actual: IoBudget | None = None,
     retry_bump: int = 0,
@@ -231,6 +233,7 @@ def _to_history(
             "memo": memo_json,
             "retry_bump": retry_bump,
             "error": error,
+            "traceback": traceback,
             "now": now,
             "ar": io.disk_read,
             "aw": io.disk_write,
@@ -1475,10 +1478,11 @@ def finish(
             conn.execute(
                 """
                 UPDATE tasks SET status = 'pending', started_at = NULL,
-                    retry_count = retry_count + 1, last_error = ?, run_after = ?, delayed = ?
+                    retry_count = retry_count + 1, last_error = ?, traceback = ?,
+                    run_after = ?, delayed = ?
                 WHERE id = ?
                 """,
-                (f.error, run_after, 1 if f.retry_delay_ms > 0 else 0, f.task_id),
+                (f.error, f.traceback, run_after, 1 if f.retry_delay_ms > 0 else 0, f.task_id),
             )
             out.append(
                 FinishResult(
@@ -1499,6 +1503,7 @@ def finish(
                 now,
                 tags_json=row["tags"],
                 error=f.error,
+                traceback=f.traceback,
                 actual=f.actual_io,
             )
             dependency_failed(conn, now, eff, f.task_id)

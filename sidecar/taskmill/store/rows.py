@@ -102,6 +102,8 @@ class Finish:
     #: False when the run spawned no child and is the task's first run: the
     #: store can skip looking for children.
     may_have_children: bool = True
+    #: Where task code failed (scheduler/tracebacks.py), for failures.
+    traceback: str | None = None
 
 
 _EMPTY_TAGS: dict[str, str] = {}
@@ -186,6 +188,7 @@ def record_from_row(row: sqlite3.Row, *, history: bool = False) -> TaskRecord:
         progress=_NO_PROGRESS,
         pause_duration_ms=row["pause_duration_ms"] if not history else 0,
         pause_reasons=() if history else pause_reason_names(row["pause_reasons"]),
+        traceback=row["traceback"],
         expected_io=_io(
             row["expected_read"],
             row["expected_write"],

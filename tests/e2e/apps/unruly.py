@@ -120,5 +120,14 @@ def quick_sync(payload: Any, ctx: Any) -> Any:
     return {"thread": True}
 
 
+def _lookup(payload: Any) -> Any:
+    return payload["path"]  # KeyError: 'path' (the line a developer must see)
+
+
+@dom.task("keyerror", retry=None)
+async def keyerror(payload: Any, ctx: Any) -> Any:
+    return _lookup(payload)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("an app module for --app, not a program")
