@@ -355,7 +355,16 @@ def check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the sidecar; exits the process with its exit code."""
+    """Run the sidecar; exits the process with its exit code.
+
+    ``taskmill-sidecar inspect ...`` is the queue inspector instead
+    (:mod:`taskmill.inspector`).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["inspect"]:
+        from . import inspector
+
+        sys.exit(inspector.main(argv[1:], default_db_path))
     # --help and --version print on stdout, before it is reserved for the protocol.
     args = build_parser().parse_args(argv)
     if args.check:

@@ -212,7 +212,9 @@ class Sidecar:
             await self.scheduler.shutdown("hard")
             return EXIT_STARTUP
         if self.scheduler.lock is not None:
-            self.scheduler.lock.describe(ws=self.ws_url)
+            self.scheduler.lock.describe(
+                ws=self.ws_url, token=self.token if self.ws_url is not None else None
+            )
         # Signals and the watchdog are in place before the ready line, so a
         # launcher that acts on it at once cannot race them.
         path = self.scheduler.path

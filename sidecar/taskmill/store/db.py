@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -137,6 +138,41 @@ def open_connection(
     except sqlite3.Error as exc:
         conn.close()
         raise StorageError(f"cannot use database {path}: {_explain(path, exc)}") from exc
+    return conn
+
+
+def open_readonly(path: str) -> sqlite3.Connection:
+    """Open a database to read it while a scheduler may be writing it (WAL
+    readers do not block the writer): no migration, no recovery, no writes.
+
+    Raises:
+        StorageError: it cannot be opened, is not a taskmill database, or is
+            from a newer taskmill.
+    """
+    if not os.path.isfile(path):
+        raise StorageError(f"no database at {path}")
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read database {path}: {_explain(path, exc)}") from exc
+    if version == 0:
+        conn.close()
+        raise StorageError(f"{path} is not a taskmill database")
+    if version != SCHEMA_VERSION:
+        conn.close()
+        which = "newer" if version > SCHEMA_VERSION else "older"
+        raise StorageError(
+            f"database {path} has schema version {version}, {which} than this taskmill's "
+            f"({SCHEMA_VERSION})"
+            + (
+                "; start this taskmill's sidecar on it once to upgrade it"
+                if which == "older"
+                else ""
+            )
+        )
     return conn
 
 
@@ -2219,6 +2255,13 @@ def pause_reason_counts(conn: sqlite3.Connection, domain: str | None = None) -> 
         for name in pause_reason_names(bits):
             out[name] = out.get(name, 0) + n
     return out
+
+
+def history_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """History records per status."""
+    return {
+        r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM history GROUP BY status")
+    }
 
 
 def domain_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:

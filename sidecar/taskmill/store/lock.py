@@ -9,10 +9,12 @@ the lock when the holder dies, however it dies, so there is no stale-lock
 state and no timeout; of two schedulers started at the same moment exactly
 one gets it.
 
-The holder writes ``{"pid": ..., "ws": ...}`` into the file, so the loser can
-say who holds the database and how to reach it. The file itself is never
-deleted: removing it while another process waits to open it would let two
-processes lock two different files.
+The holder writes ``{"pid": ..., "ws": ..., "token": ...}`` into the file
+(mode 0600: only the user can read it), so a second instance can say who
+holds the database and how to reach it, and the queue inspector
+(``taskmill-sidecar inspect``) can send its writes through the running
+sidecar. The file itself is never deleted: removing it while another process
+waits to open it would let two processes lock two different files.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import json
 import os
 import sys
 import time
+from typing import NamedTuple
 
 from ..errors import DatabaseInUse, StorageError
 
-__all__ = ["LOCK_SUFFIX", "DatabaseLock", "lock_path_for"]
+__all__ = ["LOCK_SUFFIX", "DatabaseLock", "Holder", "holder_of", "lock_path_for"]
 
 LOCK_SUFFIX = ".lock"
 
@@ -97,10 +100,12 @@ class DatabaseLock:
             raise StorageError(f"cannot create the lock file {path}: {exc.strerror}") from exc
         if not _try_lock(fd):
             try:
-                pid, ws = _read_holder(fd)
+                holder = _read_holder(fd)
             finally:
                 os.close(fd)
-            raise DatabaseInUse(db_path, pid, ws)
+            raise DatabaseInUse(db_path, holder.pid, holder.ws)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)  # it holds the token: the user's only
         lock = cls(db_path, fd)
         lock.describe()
         return lock
@@ -109,11 +114,12 @@ class DatabaseLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def describe(self, ws: str | None = None) -> None:
-        """Record who holds the lock (this pid) and, if any, its WebSocket URL."""
+    def describe(self, ws: str | None = None, token: str | None = None) -> None:
+        """Record who holds the lock (this pid) and, if any, its WebSocket URL
+        and token (for the inspector; the file is readable by the user only)."""
         if self._fd is None:
             return
-        data = json.dumps({"pid": os.getpid(), "ws": ws}).encode()
+        data = json.dumps({"pid": os.getpid(), "ws": ws, "token": token}).encode()
         try:
             os.ftruncate(self._fd, _INFO_OFFSET)
             os.lseek(self._fd, _INFO_OFFSET, os.SEEK_SET)
@@ -133,21 +139,46 @@ class DatabaseLock:
             os.close(fd)
 
 
-def _read_holder(fd: int) -> tuple[int | None, str | None]:
-    """The holder's pid and URL; waits briefly for a holder that is just starting."""
+class Holder(NamedTuple):
+    """Who holds a database, as its lock file says."""
+
+    pid: int | None
+    ws: str | None
+    token: str | None
+
+
+def holder_of(db_path: str) -> Holder | None:
+    """The scheduler holding ``db_path`` now, or None when none does (the lock
+    is free, or there is no lock file). Takes nothing: a free lock is let go
+    at once."""
+    try:
+        fd = os.open(lock_path_for(db_path), os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        if _try_lock(fd):
+            _unlock(fd)
+            return None
+        return _read_holder(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> Holder:
+    """The holder's pid, URL and token; waits briefly for a holder that is
+    just starting."""
     deadline = time.monotonic() + _HOLDER_WAIT_S
     while True:
         try:
             os.lseek(fd, _INFO_OFFSET, os.SEEK_SET)
-            raw = os.read(fd, 4096)
-            info = json.loads(raw)
-            pid = info.get("pid")
-            ws = info.get("ws")
-            return (
+            info = json.loads(os.read(fd, 4096))
+            pid, ws, token = info.get("pid"), info.get("ws"), info.get("token")
+            return Holder(
                 pid if isinstance(pid, int) else None,
                 ws if isinstance(ws, str) else None,
+                token if isinstance(token, str) else None,
             )
         except (OSError, ValueError, AttributeError):
             if time.monotonic() >= deadline:
-                return None, None
+                return Holder(None, None, None)
             time.sleep(0.01)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from taskmill.errors import DatabaseInUse, StorageError
-from taskmill.store.lock import DatabaseLock, lock_path_for
+from taskmill.store.lock import DatabaseLock, holder_of, lock_path_for
 
 
 def test_a_second_holder_is_refused_with_the_first_ones_pid_and_url(tmp_path: Path) -> None:
@@ -26,9 +26,13 @@ def test_a_second_holder_is_refused_with_the_first_ones_pid_and_url(tmp_path: Pa
         assert json.loads(Path(lock_path_for(db)).read_text()) == {
             "pid": os.getpid(),
             "ws": "ws://127.0.0.1:4242",
+            "token": None,
         }
+        assert os.stat(lock_path_for(db)).st_mode & 0o777 == 0o600
+        assert holder_of(db) == (os.getpid(), "ws://127.0.0.1:4242", None)
     finally:
         first.release()
+    assert holder_of(db) is None
     second = DatabaseLock.acquire(db)  # released: the next one gets it
     assert second.held
     second.release()
