@@ -1,12 +1,15 @@
 # examples/examples.mk: the examples' checks, included by the top-level Makefile.
 #
 #   make test-examples      run every example that runs without Electron/Tauri/Rust,
-#                           against `.venv/bin/python -m taskmill` (a few seconds):
+#                           against `.venv/bin/python -m taskmill` (about 30 s):
 #                           headless/run.sh, headless/client.py, python_app/run.py,
-#                           the Electron main-process code under Node, and a
-#                           type-check of the Tauri and Electron code against bridge_js
+#                           the Electron main-process code under Node, a
+#                           type-check of the Tauri and Electron code against bridge_js,
+#                           copy_sidecar.py --help, and the demo's live workload
+#                           (dashboard/check_live.py: 20 s of serve.py --no-page)
 #   make build-python-app   freeze python_app into its own binary (photos-sidecar-<triple>)
 #   make test-frozen-app    build it, then run python_app/run.py --bundled against it
+#                           (no --app: the module is frozen in as the default app)
 #   make tauri-sidecar      build the sidecar and copy it into examples/tauri/src-tauri/binaries/
 #
 # Uses VENV, PY, STAMP and NODE_STAMP from the Makefile (include this after
@@ -49,6 +52,9 @@ test-examples: $(STAMP) $(NODE_STAMP) bridge_js/dist/node.js examples/electron/n
 	$(PY) -c 'import json, sys; [json.load(open(f)) for f in sys.argv[1:]]' \
 		examples/tauri/src-tauri/*.json examples/tauri/src-tauri/capabilities/*.json \
 		examples/tauri/package.json examples/electron/package.json; \
+	$(PY) examples/tauri/copy_sidecar.py --help | grep -q "build.py options" ; \
+	echo "== examples/dashboard: the demo's workload stays alive (20 s)"; \
+	$(PY) examples/dashboard/check_live.py 20; \
 	echo "test-examples: all passed"
 
 build-python-app: $(BUILD_TOOLS_STAMP)

@@ -7,6 +7,9 @@
 #
 # Targets:
 #   dashboard-build  bridge_js/dist, then npm ci + typecheck + esbuild -> examples/dashboard/dist/app.js
+#   demo-page        what `make demo` needs: npm ci here and esbuild, bundling bridge_js from its
+#                    sources (no bridge_js npm ci, no typecheck; dashboard-build and
+#                    test-browser do those)
 #   dashboard-demo   build, then serve.py: sidecar + page + workload, prints the URL (Ctrl-C stops)
 #   react-build      bridge_js/dist, then npm ci + typecheck + esbuild -> examples/react/dist/app.js
 #   dashboard-clean  removes what the targets above install and build
@@ -27,7 +30,7 @@ REACT_APP           := $(REACT_DIR)/dist/app.js
 BROWSER_TEST_DIR    := tests/browser
 BROWSER_TEST_STAMP  := $(BROWSER_TEST_DIR)/node_modules/.installed-stamp
 
-.PHONY: dashboard-build dashboard-demo dashboard-clean react-build test-browser
+.PHONY: dashboard-build demo-page dashboard-demo dashboard-clean react-build test-browser
 
 dashboard-build: $(DASHBOARD_APP)
 
@@ -41,6 +44,9 @@ $(DASHBOARD_STAMP): $(DASHBOARD_DIR)/package.json $(DASHBOARD_DIR)/package-lock.
 $(DASHBOARD_APP): $(DASHBOARD_STAMP) bridge_js/dist/index.js $(wildcard $(DASHBOARD_DIR)/src/*.ts)
 	cd $(DASHBOARD_DIR) && npm run typecheck && npm run build
 
+demo-page: $(DASHBOARD_STAMP)
+	cd $(DASHBOARD_DIR) && npm run --silent build:demo
+
 react-build: $(REACT_APP)
 
 $(REACT_STAMP): $(REACT_DIR)/package.json $(REACT_DIR)/package-lock.json
@@ -51,7 +57,7 @@ $(REACT_APP): $(REACT_STAMP) bridge_js/dist/index.js $(wildcard $(REACT_DIR)/src
 	cd $(REACT_DIR) && npm run typecheck && npm run build
 
 dashboard-demo: venv dashboard-build
-	$(PY) $(DASHBOARD_DIR)/serve.py --no-build
+	$(PY) $(DASHBOARD_DIR)/serve.py --no-build --open auto
 
 test-browser: venv dashboard-build react-build
 	@if [ ! -x "$(CHROMIUM)" ]; then \

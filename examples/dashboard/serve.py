@@ -9,14 +9,20 @@
    ``sidecar.ready`` line;
 4. submits a real workload over stdio (sleeps with progress, a fanout, disk
    IO, a hashing scan of the temp files, a flaky task, a doomed task and a
-   recurring heartbeat);
+   recurring heartbeat), then keeps a steady, varied trickle going for as long
+   as it runs (``LiveWorkload``: about one task a second, held back while
+   more than a dozen wait, with IO, retries, dead letters and a realtime task
+   that preempts every half minute or so);
 5. prints the page URL, with the WebSocket URL and token in its query string,
-   and runs until Ctrl-C, SIGTERM or ``--exit-after SECONDS``.
+   opens it with ``--open``, and runs until Ctrl-C, SIGTERM or
+   ``--exit-after SECONDS``.
 
-Stopping closes the sidecar's stdin (it drains and exits) and removes the
-temporary folder.
+Stopping closes the sidecar's stdin (it drains and exits), prints one
+``workload: {...}`` JSON line on stdout (what was submitted and what
+happened), and removes the temporary folder.
 
     python examples/dashboard/serve.py [--port 8765] [--db tasks.db] [--open]
+                                       [--workload steady|initial|none] [--no-page]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import http.server
 import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -37,7 +44,8 @@ import threading
 import time
 import urllib.parse
 import webbrowser
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +133,10 @@ class SidecarError(RuntimeError):
 class Sidecar:
     """The sidecar as a child process: JSON-RPC requests over its stdin/stdout."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(
+        self, argv: list[str], on_event: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        self.on_event = on_event
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -157,6 +168,9 @@ class Sidecar:
             try:
                 message = json.loads(line)
             except json.JSONDecodeError:
+                continue
+            if message.get("method") == "event" and self.on_event is not None:
+                self.on_event(message["params"])
                 continue
             with self._lock:
                 waiter = self._waiting.pop(message.get("id"), None) if "id" in message else None
@@ -278,15 +292,192 @@ def initial_workload(files: Path) -> list[dict[str, Any]]:
             "label": "doomed call",
             "retry": {"max_retries": 2, "backoff": "constant", "base_ms": 1000},
         },
-        {
-            "task_type": "demo::sleep",
-            "payload": {"ms": 1500, "steps": 10},
-            "key": "heartbeat",
-            "label": "heartbeat",
-            "priority": "background",
-            "recurring": {"interval_ms": 5000},
-        },
+        HEARTBEAT,
     ]
+
+
+class LiveWorkload:
+    """A steady, varied trickle of work for as long as the demo runs.
+
+    About one task a second (sleeps with progress, some in group ``batch``;
+    disk IO; hashing a file; fanouts; flaky tasks that fail and retry; now and
+    then one that dead-letters), held back while more than ``queue_target``
+    tasks wait, so the queue stays short and the dashboard moves instead of
+    filling up. Every 25-40 s (the first after about 8 s), once every slot is
+    busy, a realtime task arrives and preempts one. The recurring heartbeat
+    from the initial workload is resubmitted if someone cancelled it.
+    Counts what it submitted and the events it saw, for :meth:`report`.
+    """
+
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        files: list[Path],
+        *,
+        max_concurrency: int,
+        seed: int | None = None,
+        queue_target: int = 12,
+    ) -> None:
+        self.sidecar = sidecar
+        self.files = files
+        self.max_concurrency = max_concurrency
+        self.queue_target = queue_target
+        self.rng = random.Random(seed)
+        self.submitted: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        self.retries = 0
+        self.started = time.monotonic()
+        self.last_submit = self.started
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Called from the sidecar's reader thread for every event."""
+        with self._lock:
+            self.events[event.get("kind", "?")] += 1
+            if event.get("kind") == "failed" and event.get("will_retry"):
+                self.retries += 1
+
+    def _task(self, kind: str) -> dict[str, Any]:
+        self._n += 1
+        n, rng = self._n, self.rng
+        key = f"live-{kind}-{n}"
+        if kind == "sleep":
+            grouped = rng.random() < 0.5
+            return {
+                "task_type": "demo::sleep",
+                "payload": {"ms": rng.randrange(1500, 6000, 250), "steps": 20},
+                "key": key,
+                "label": f"render #{n}",
+                "priority": rng.choice(["normal", "normal", "background", "high"]),
+                **({"group": "batch"} if grouped else {}),
+            }
+        if kind == "io":
+            size = rng.choice([2, 4, 8, 16]) * MiB
+            return {
+                "task_type": "demo::io",
+                "payload": {"read_bytes": size, "write_bytes": size},
+                "key": key,
+                "label": f"disk io {size // MiB} MiB #{n}",
+                "priority": "background",
+                "expected_io": {"disk_read": size, "disk_write": size},
+            }
+        if kind == "hash":
+            path = rng.choice(self.files)
+            return {
+                "task_type": "fs::hash",
+                "payload": {"path": str(path)},
+                "key": key,
+                "label": f"hash {path.name} #{n}",
+            }
+        if kind == "fanout":
+            return {
+                "task_type": "demo::fanout",
+                "payload": {
+                    "children": rng.randint(2, 4),
+                    "child_ms": rng.randrange(800, 2000, 100),
+                },
+                "key": key,
+                "label": f"fanout #{n}",
+            }
+        if kind == "flaky":
+            return {
+                "task_type": "demo::fail",
+                "payload": {"times": rng.randint(1, 2), "message": "flaky upstream (simulated)"},
+                "key": key,
+                "label": f"flaky call #{n}",
+                "retry": {"max_retries": 3, "backoff": "constant", "base_ms": 1000},
+            }
+        if kind == "doomed":
+            return {
+                "task_type": "demo::fail",
+                "payload": {"times": -1, "message": "always fails (simulated)"},
+                "key": key,
+                "label": f"doomed call #{n}",
+                "retry": {"max_retries": 1, "backoff": "constant", "base_ms": 800},
+            }
+        if kind == "realtime":
+            return {
+                "task_type": "demo::sleep",
+                "payload": {"ms": 1500, "steps": 10},
+                "key": key,
+                "label": f"user clicked #{n} (realtime)",
+                "priority": "realtime",
+            }
+        raise ValueError(kind)
+
+    KINDS = ("sleep", "io", "hash", "fanout", "flaky", "doomed")
+    WEIGHTS = (8, 2, 1.5, 1, 1.5, 0.4)
+
+    def _submit(self, kind: str) -> None:
+        self.sidecar.call("task.submit", self._task(kind))
+        self.submitted[kind] += 1
+        self.last_submit = time.monotonic()
+
+    def run(self, stop: threading.Event) -> None:
+        """Submit until ``stop`` is set (a thread's target)."""
+        next_preempt = time.monotonic() + 8
+        next_heartbeat = time.monotonic() + 30
+        while not stop.wait(self.rng.uniform(0.5, 1.1)):
+            try:
+                gauges = self.sidecar.call("scheduler.metrics")["gauges"]
+                queued = gauges["pending"] + gauges["paused"] + gauges["blocked"]
+                now = time.monotonic()
+                if now >= next_preempt and gauges["running"] >= self.max_concurrency:
+                    self._submit("realtime")
+                    next_preempt = now + self.rng.uniform(25, 40)
+                elif queued < self.queue_target:
+                    self._submit(self.rng.choices(self.KINDS, self.WEIGHTS)[0])
+                if now >= next_heartbeat:  # a duplicate while the schedule lives
+                    self.sidecar.call("task.submit", HEARTBEAT)
+                    next_heartbeat = now + 30
+            except SidecarError as error:
+                if stop.is_set() or self.sidecar.proc.poll() is not None:
+                    return
+                log(f"live workload: {error}")
+
+    def report(self) -> dict[str, Any]:
+        seconds = time.monotonic() - self.started
+        total = sum(self.submitted.values())
+        with self._lock:
+            events = dict(sorted(self.events.items()))
+            retries = self.retries
+        return {
+            "seconds": round(seconds, 1),
+            "submitted": total,
+            "per_second": round(total / seconds, 2) if seconds > 0 else 0.0,
+            "seconds_since_last_submit": round(time.monotonic() - self.last_submit, 1),
+            "kinds": dict(sorted(self.submitted.items())),
+            "events": events,
+            "retries": retries,
+        }
+
+
+#: What the live workload counts (its report), over the stdio connection.
+LIVE_EVENT_KINDS = (
+    "completed",
+    "failed",
+    "dead_lettered",
+    "preempted",
+    "recurring_completed",
+    "cancelled",
+)
+
+HEARTBEAT: dict[str, Any] = {
+    "task_type": "demo::sleep",
+    "payload": {"ms": 1500, "steps": 10},
+    "key": "heartbeat",
+    "label": "heartbeat",
+    "priority": "background",
+    "recurring": {"interval_ms": 5000},
+}
+
+
+def display_available() -> bool:
+    """Whether a browser window can be opened here (macOS, Windows, or X11/Wayland)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 # ---------------------------------------------------------------------------
@@ -316,20 +507,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="stop by itself after this long (scripted use)",
     )
-    p.add_argument("--no-workload", action="store_true", help="do not submit the initial workload")
+    p.add_argument(
+        "--workload",
+        choices=["steady", "initial", "none"],
+        default="steady",
+        help="steady (default): the initial burst, then a trickle for as long as it runs; "
+        "initial: the burst only; none: nothing",
+    )
+    p.add_argument(
+        "--no-workload", action="store_const", const="none", dest="workload", help="--workload none"
+    )
+    p.add_argument("--seed", type=int, help="seed of the steady workload's choices")
     p.add_argument(
         "--no-build", action="store_true", help="do not build dist/app.js, even if stale"
     )
-    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument(
+        "--no-page", action="store_true", help="no page server: the sidecar and its workload only"
+    )
+    p.add_argument(
+        "--open",
+        nargs="?",
+        const="always",
+        choices=["always", "auto"],
+        help="open the page in the default browser (auto: only when a display is present)",
+    )
     p.add_argument("--log-level", default="warning", help="the sidecar's log level (its stderr)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.no_build:
+    if not args.no_build and not args.no_page:
         ensure_built()
-    if not (HERE / "dist" / "app.js").exists():
+    if not args.no_page and not (HERE / "dist" / "app.js").exists():
         sys.exit(
             "serve.py: dist/app.js is missing: run `npm ci && npm run build` in examples/dashboard"
         )
@@ -341,12 +551,17 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="taskmill-dashboard-"))
     server: http.server.ThreadingHTTPServer | None = None
     sidecar: Sidecar | None = None
+    live: LiveWorkload | None = None
+    feeder: threading.Thread | None = None
     try:
         files = workdir / "files"
         make_files(files)
-        server = start_static_server(args.port)
-        port = server.server_address[1]
+        port = args.port
+        if not args.no_page:
+            server = start_static_server(args.port)
+            port = server.server_address[1]
         db = args.db or str(workdir / "tasks.db")
+        events: list[Callable[[dict[str, Any]], None]] = []
         sidecar = Sidecar(
             [
                 args.python, "-m", "taskmill",
@@ -359,17 +574,32 @@ def main(argv: list[str] | None = None) -> int:
                 "--drain-timeout-ms", "1500",
                 "--parent-pid", str(os.getpid()),
                 "--log-level", args.log_level,
-            ]
+            ],
+            on_event=lambda event: [handle(event) for handle in events],
         )  # fmt: skip
         ws = sidecar.ready["transports"]["ws"]
-        if not args.no_workload:
+        if args.workload == "steady":
+            live = LiveWorkload(
+                sidecar,
+                sorted(p for p in files.rglob("*") if p.is_file()),
+                max_concurrency=args.max_concurrency,
+                seed=args.seed,
+            )
+            events.append(live.on_event)
+            sidecar.call("events.subscribe", {"filter": {"kinds": list(LIVE_EVENT_KINDS)}})
+        if args.workload != "none":
             outcomes = sidecar.call("task.submit_batch", {"tasks": initial_workload(files)})[
                 "outcomes"
             ]
             log(f"submitted the initial workload: {len(outcomes)} tasks")
+        if live is not None:
+            feeder = threading.Thread(target=live.run, args=(stop,), name="live-workload")
+            feeder.start()
+            log("then a steady trickle of work, about a task a second (--workload initial: none)")
         query = urllib.parse.urlencode({"ws": ws["url"], "token": ws["token"]})
         url = f"http://127.0.0.1:{port}/index.html?{query}"
-        print(f"dashboard: {url}", flush=True)
+        if not args.no_page:
+            print(f"dashboard: {url}", flush=True)
         print(f"sidecar:   pid {sidecar.ready['pid']}, {ws['url']}, db {db}", flush=True)
         print(
             "Ctrl-C to stop."
@@ -377,8 +607,9 @@ def main(argv: list[str] | None = None) -> int:
             else f"Stopping after {args.exit_after:g} s.",
             flush=True,
         )
-        if args.open:
-            webbrowser.open(url)
+        wants_browser = args.open == "always" or (args.open == "auto" and display_available())
+        if wants_browser and not args.no_page and not webbrowser.open(url):
+            log("could not open a browser: open the URL above")
 
         deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
         while not stop.wait(0.5):
@@ -392,9 +623,14 @@ def main(argv: list[str] | None = None) -> int:
         log(str(error))
         return 1
     finally:
+        stop.set()
+        if feeder is not None:
+            feeder.join(timeout=20)
         if sidecar is not None:
             code = sidecar.stop()
             log(f"sidecar stopped (exit code {code})")
+        if live is not None:
+            print(f"workload: {json.dumps(live.report())}", flush=True)
         if server is not None:
             server.shutdown()
             server.server_close()

@@ -29,6 +29,7 @@ import {
 } from "taskmill-bridge";
 
 import { recentFromTask } from "./model.js";
+import { Timeline, sampleOf } from "./timeline.js";
 import * as view from "./view.js";
 import { WORKLOADS } from "./workloads.js";
 
@@ -59,6 +60,7 @@ const client = new TaskmillClient({
 const store = createTaskStore(client, { queued: QUEUE_ROWS, finished: RECENT_ROWS, progressIntervalMs: 100, refreshMs: 1000 });
 let metrics: Metrics | null = null;
 let sessionText = "";
+const timeline = new Timeline(view.byId("timeline"));
 
 client.onConnection((e: ConnectionEvent) => {
   switch (e.type) {
@@ -136,6 +138,7 @@ async function refreshMetrics(): Promise<void> {
   try {
     metrics = await client.metrics();
     view.renderCounts(store.getSnapshot().counts, store.getSnapshot().snapshot?.max_concurrency ?? null, metrics);
+    timeline.record(Date.now(), ...sampleOf(metrics, store.getSnapshot()));
   } catch (error) {
     console.warn("scheduler.metrics failed", error);
   }
@@ -273,12 +276,12 @@ function errorText(error: unknown): string {
 
 declare global {
   interface Window {
-    taskmillDashboard?: { readonly client: TaskmillClient; readonly store: typeof store; readonly refresh: () => Promise<void> };
+    taskmillDashboard?: { readonly client: TaskmillClient; readonly store: typeof store; readonly timeline: Timeline; readonly refresh: () => Promise<void> };
   }
 }
 
 function start(): void {
-  window.taskmillDashboard = { client, store, refresh: () => store.refresh() };
+  window.taskmillDashboard = { client, store, timeline, refresh: () => store.refresh() };
   wireControls();
   view.renderRecent([]);
   if (endpoint === null) {
