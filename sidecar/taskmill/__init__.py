@@ -7,47 +7,54 @@ Use it in-process::
 or run it as a sidecar: ``taskmill-sidecar --stdio`` (see docs/protocol.md).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .errors import (
-    DatabaseGone,
-    DatabaseInUse,
-    InvalidParams,
-    InvalidState,
-    LimitExceeded,
-    NotFound,
-    PayloadTooLarge,
-    ShuttingDown,
-    StorageError,
-    TaskCancelled,
-    TaskError,
-    TaskmillError,
-    UnknownTaskType,
-)
-from .model import (
-    IoBudget,
-    Outcome,
-    Priority,
-    Progress,
-    Recurring,
-    RetryPolicy,
-    Status,
-    Submission,
-    SubmitResult,
-    TaskRecord,
-)
-from .scheduler import (
-    CancelSignal,
-    Domain,
-    Event,
-    EventFilter,
-    Retention,
-    Scheduler,
-    SchedulerConfig,
-    Subscription,
-    TaskContext,
-    TaskType,
-)
-from .store import TaskFilter
+
+if TYPE_CHECKING:
+    from .errors import (
+        DatabaseGone,
+        DatabaseInUse,
+        InvalidParams,
+        InvalidState,
+        LimitExceeded,
+        NotFound,
+        PayloadTooLarge,
+        ShuttingDown,
+        StorageError,
+        TaskCancelled,
+        TaskError,
+        TaskmillError,
+        UnknownTaskType,
+    )
+    from .filters import TaskFilter
+    from .model import (
+        IoBudget,
+        Outcome,
+        Priority,
+        Progress,
+        Recurring,
+        RetryPolicy,
+        Status,
+        Submission,
+        SubmitResult,
+        TaskRecord,
+    )
+    from .scheduler import (
+        CancelSignal,
+        Domain,
+        Event,
+        EventFilter,
+        Retention,
+        Scheduler,
+        SchedulerConfig,
+        Subscription,
+        TaskContext,
+        TaskType,
+    )
 
 __all__ = [
     "CancelSignal",
@@ -86,3 +93,52 @@ __all__ = [
     "UnknownTaskType",
     "__version__",
 ]
+
+
+_WHERE = {
+    "CancelSignal": ".scheduler",
+    "DatabaseGone": ".errors",
+    "DatabaseInUse": ".errors",
+    "Domain": ".scheduler",
+    "Event": ".scheduler",
+    "EventFilter": ".scheduler",
+    "InvalidParams": ".errors",
+    "InvalidState": ".errors",
+    "IoBudget": ".model",
+    "LimitExceeded": ".errors",
+    "NotFound": ".errors",
+    "Outcome": ".model",
+    "PayloadTooLarge": ".errors",
+    "Priority": ".model",
+    "Progress": ".model",
+    "Recurring": ".model",
+    "Retention": ".scheduler",
+    "RetryPolicy": ".model",
+    "Scheduler": ".scheduler",
+    "SchedulerConfig": ".scheduler",
+    "ShuttingDown": ".errors",
+    "Status": ".model",
+    "StorageError": ".errors",
+    "Submission": ".model",
+    "SubmitResult": ".model",
+    "Subscription": ".scheduler",
+    "TaskCancelled": ".errors",
+    "TaskContext": ".scheduler",
+    "TaskError": ".errors",
+    "TaskFilter": ".filters",
+    "TaskRecord": ".model",
+    "TaskType": ".scheduler",
+    "TaskmillError": ".errors",
+    "UnknownTaskType": ".errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Names are imported on first use: ``import taskmill.model`` alone does not
+    load the scheduler, the store and SQLite."""
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value

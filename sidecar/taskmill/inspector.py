@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .errors import TaskmillError
+from .filters import TaskFilter
 from .store import db
 from .store.lock import holder_of
 
@@ -126,7 +127,7 @@ def _read(conn: sqlite3.Connection, path: str, args: argparse.Namespace) -> Any:
         }
     if cmd == "list":
         tags = dict(_tag(t) for t in args.tag)
-        flt = db.TaskFilter(
+        flt = TaskFilter(
             status=args.status,
             task_type=args.task_type,
             group=args.group,
@@ -215,7 +216,7 @@ def _top(path: str, args: argparse.Namespace, out: TextIO) -> int:
             conn = db.open_readonly(path)
             try:
                 counts = db.status_counts(conn)
-                running, _ = db.list_active(conn, db.TaskFilter(status=["running"]), 20, 0)
+                running, _ = db.list_active(conn, TaskFilter(status=["running"]), 20, 0)
                 done = db.history_counts(conn)
             finally:
                 conn.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, cast
 
 from ..errors import InvalidParams, LimitExceeded, MethodNotFound
+from ..filters import DEFAULT_PROGRESS_INTERVAL_MS, EventFilter
 from ..model import (
     ACTIVE_STATUSES,
     EVENT_KINDS,
@@ -141,7 +142,6 @@ MAX_BATCH = 100_000
 #: Batch items checked between two pauses of :func:`parse_steps`.
 PARSE_CHUNK = 500
 MAX_LIST_LIMIT = 1000
-DEFAULT_PROGRESS_INTERVAL_MS = 100
 
 WORKER_ERROR_CODE = -32010
 """The error code a remote worker answers ``worker.execute`` with on failure."""
@@ -383,20 +383,6 @@ class PressureSetParams:
 
     source: str
     value: float | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EventFilter:
-    """An ``events.subscribe`` filter. ``None`` members match everything; the
-    members are AND-ed; a list member matches events whose value is in it."""
-
-    kinds: frozenset[str] | None = None
-    domains: frozenset[str] | None = None
-    task_types: frozenset[str] | None = None
-    task_ids: frozenset[int] | None = None
-    tags: Mapping[str, str] | None = None
-    #: Progress events of one task are coalesced to one per interval; 0 = all.
-    progress_interval_ms: int = DEFAULT_PROGRESS_INTERVAL_MS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

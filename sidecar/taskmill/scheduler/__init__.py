@@ -1,10 +1,21 @@
-"""The scheduler: run loop, gate, dispatch, events, progress, snapshot."""
+"""The scheduler: run loop, gate, dispatch, events, progress, snapshot.
 
-from .config import Retention, SchedulerConfig
-from .context import CancelSignal, TaskContext
-from .core import Scheduler
-from .domain import Domain, TaskType
-from .events import Event, EventFilter, Subscription
+Names are imported on first use, so that importing one pure module (say
+``taskmill.scheduler.policy``) does not load the store and SQLite.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..filters import EventFilter
+    from .config import Retention, SchedulerConfig
+    from .context import CancelSignal, TaskContext
+    from .core import Scheduler
+    from .domain import Domain, TaskType
+    from .events import Event, Subscription
 
 __all__ = [
     "CancelSignal",
@@ -18,3 +29,25 @@ __all__ = [
     "TaskContext",
     "TaskType",
 ]
+
+_WHERE = {
+    "CancelSignal": ".context",
+    "Domain": ".domain",
+    "Event": ".events",
+    "EventFilter": "..filters",
+    "Retention": ".config",
+    "Scheduler": ".core",
+    "SchedulerConfig": ".config",
+    "Subscription": ".events",
+    "TaskContext": ".context",
+    "TaskType": ".domain",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value

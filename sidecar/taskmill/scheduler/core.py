@@ -35,6 +35,7 @@ from ..errors import (
     TaskError,
     TaskmillError,
 )
+from ..filters import EventFilter, TaskFilter
 from ..memory import no_cyclic_gc
 from ..model import (
     JSONValue,
@@ -50,14 +51,14 @@ from ..model import (
 from ..resource import Sampler
 from ..store import db
 from ..store.lock import DatabaseLock
-from ..store.rows import Finish, NewTask
+from ..store.rows import Finish, NewTask, Phase
 from ..store.store import Store
 from .awareness import Awareness
 from .config import SchedulerConfig
 from .context import TaskContext, state_view
 from .dispatch import DispatchPolicy, Gate
 from .domain import BoundExecutor, Domain, TypeRegistry
-from .events import EventBus, EventFilter, Subscription
+from .events import EventBus, Subscription
 from .policy import (
     MAX_DURATION_MS,
     decide_failure,
@@ -107,7 +108,7 @@ class Execution:
     ctx: TaskContext
     executor: BoundExecutor | None
     started_mono: float
-    phase: str = "execute"
+    phase: Phase = "execute"
     task: asyncio.Task[None] | None = None
     progress: Progress = field(default_factory=Progress)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -976,7 +977,7 @@ class Scheduler:
         self._apply_effects(eff)
         return any(ct.record.id == task_id for ct in cancelled)
 
-    async def cancel_where(self, flt: db.TaskFilter) -> list[int]:
+    async def cancel_where(self, flt: TaskFilter) -> list[int]:
         """Cancel every active task matching the filter; returns the ids cancelled.
 
         The matching tasks are cancelled in pages of :data:`CANCEL_CHUNK`, each
@@ -1493,10 +1494,10 @@ class Scheduler:
         return where, (self._overlay(rec) if rec is not None else None)
 
     async def list_tasks(
-        self, flt: db.TaskFilter | None = None, *, limit: int = 100, offset: int = 0
+        self, flt: TaskFilter | None = None, *, limit: int = 100, offset: int = 0
     ) -> tuple[list[TaskRecord], int]:
         """Active tasks matching the filter, by id, with the total count."""
-        f = flt or db.TaskFilter()
+        f = flt or TaskFilter()
         recs, total = await self.store.read(lambda c: db.list_active(c, f, limit, offset))
         return [self._overlay(r) for r in recs], total
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import InvalidParams
 from ..model import IoBudget, TaskRecord
 from ..resource import ResourceSnapshot, ThrottlePolicy, io_gate
-from ..store.db import Admission, Candidate, ClaimPlan
+from ..store.rows import Admission, Candidate, ClaimPlan
 from .aging import AgingConfig, effective_priority
 from .awareness import ResourceView
 from .fairness import GroupDemand, allocate

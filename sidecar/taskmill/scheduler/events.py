@@ -14,11 +14,10 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from ..errors import InvalidParams
+from ..filters import EventFilter
 from ..model import EVENT_KINDS, SCHEDULER_EVENT_KINDS, TASK_EVENT_KINDS, TaskRecord
 
 __all__ = [
@@ -79,92 +78,6 @@ class Event:
         if self.kind == "failed":
             return not self.data.get("will_retry", False)
         return self.kind in TERMINAL_KINDS
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EventFilter:
-    """Which events a subscription receives; every set field must match (AND).
-
-    A field only applies to events that carry it: ``domains`` filters task
-    events and ``domain_*`` events, while ``paused`` or ``shutdown`` pass any
-    task filter. ``progress_interval_ms`` coalesces progress per task: at most
-    one progress event per task per interval, the latest value wins; 0 sends
-    every report.
-    """
-
-    kinds: frozenset[str] | None = None
-    domains: frozenset[str] | None = None
-    task_types: frozenset[str] | None = None
-    task_ids: frozenset[int] | None = None
-    tags: Mapping[str, str] | None = None
-    progress_interval_ms: int = 100
-
-    @classmethod
-    def of(
-        cls,
-        *,
-        kinds: Collection[str] | None = None,
-        domains: Collection[str] | None = None,
-        task_types: Collection[str] | None = None,
-        task_ids: Collection[int] | None = None,
-        tags: Mapping[str, str] | None = None,
-        progress_interval_ms: int = 100,
-    ) -> EventFilter:
-        """Build a filter from any collections, checking the kinds."""
-        if kinds is not None:
-            unknown = set(kinds) - EVENT_KINDS
-            if unknown:
-                raise InvalidParams(
-                    f"unknown event kind {sorted(unknown)[0]!r}", field="filter.kinds"
-                )
-        if progress_interval_ms < 0:
-            raise InvalidParams(
-                "progress_interval_ms must be >= 0", field="filter.progress_interval_ms"
-            )
-        return cls(
-            kinds=None if kinds is None else frozenset(kinds),
-            domains=None if domains is None else frozenset(domains),
-            task_types=None if task_types is None else frozenset(task_types),
-            task_ids=None if task_ids is None else frozenset(task_ids),
-            tags=None if tags is None else dict(tags),
-            progress_interval_ms=progress_interval_ms,
-        )
-
-    def matches(self, ev: Event) -> bool:
-        if ev.kind == "lagged":
-            return True
-        return self.wants(
-            ev.kind, ev.task_id, ev.task_type, ev.domain, ev.tags, ev.data.get("domain")
-        )
-
-    def wants(
-        self,
-        kind: str,
-        task_id: int | None,
-        task_type: str | None,
-        domain: str | None,
-        tags: Mapping[str, str] | None,
-        event_domain: object = None,
-    ) -> bool:
-        """Whether an event with these fields passes (checked before it is built)."""
-        if self.kinds is not None and kind not in self.kinds:
-            return False
-        if task_id is None:
-            if self.domains is not None and event_domain is not None:
-                return event_domain in self.domains
-            return True
-        if self.domains is not None and domain not in self.domains:
-            return False
-        if self.task_types is not None and task_type not in self.task_types:
-            return False
-        if self.task_ids is not None and task_id not in self.task_ids:
-            return False
-        if self.tags:
-            have = tags or {}
-            for k, v in self.tags.items():
-                if have.get(k) != v:
-                    return False
-        return True
 
 
 def _unindex(index: dict[Any, dict[int, Subscription]], key: Any, sub_id: int) -> None:

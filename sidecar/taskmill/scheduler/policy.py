@@ -12,16 +12,14 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import InvalidParams, PayloadTooLarge, TaskError
 from ..model import IoBudget, RetryPolicy, Submission, TaskRecord, parse_priority
-from ..store.db import Admission, Candidate
 from ..store.rows import NewTask
 from .config import SchedulerConfig
 from .domain import TypeRegistry
@@ -30,7 +28,6 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_RESULT_BYTES",
     "FailureDecision",
-    "GateState",
     "decide_failure",
     "dedup_key",
     "encode_result",
@@ -336,7 +333,7 @@ class FailureDecision:
     """What to do after a failed attempt."""
 
     #: "retry", "failed" (permanent) or "dead_letter" (retries exhausted).
-    kind: str
+    kind: Literal["retry", "failed", "dead_letter"]
     message: str
     retryable: bool
     delay_ms: int
@@ -399,51 +396,8 @@ def _parse_policy(text: str) -> RetryPolicy | None:
         return None
 
 
-@dataclass(slots=True)
-class GateState:
-    """What the gate needs to know about running work, as plain counters.
-
-    The run loop owns one and keeps it current; :meth:`admit` is the pure
-    check for one candidate, and records the admission in the counters so the
-    next candidate of the same scan sees it.
-    """
-
-    running_by_domain: dict[str, int]
-    running_by_type: dict[str, int]
-    domain_caps: Mapping[str, int]
-    type_caps: Mapping[str, int]
-    #: Types whose tasks cannot run now (declared, but no executor or worker).
-    unavailable: frozenset[str] = frozenset()
-    #: Free slots of types run by remote workers; admitting one takes a slot.
-    type_budget: dict[str, int] = dataclasses.field(default_factory=dict)
-
-    def admit(self, cand: Candidate) -> int:
-        if cand.task_type in self.unavailable:
-            return Admission.SKIP
-        cap = self.domain_caps.get(cand.domain)
-        if cap is not None and self.running_by_domain.get(cand.domain, 0) >= cap:
-            return Admission.SKIP
-        cap = self.type_caps.get(cand.task_type)
-        if cap is not None and self.running_by_type.get(cand.task_type, 0) >= cap:
-            return Admission.SKIP
-        budget = self.type_budget.get(cand.task_type)
-        if budget is not None:
-            if budget <= 0:
-                return Admission.SKIP
-            self.type_budget[cand.task_type] = budget - 1
-        self.running_by_domain[cand.domain] = self.running_by_domain.get(cand.domain, 0) + 1
-        self.running_by_type[cand.task_type] = self.running_by_type.get(cand.task_type, 0) + 1
-        return Admission.ADMIT
-
-
 def next_wake_ms(now: int, next_due: int | None, poll_interval_ms: int) -> int:
     """How long the run loop may sleep: until the next due task, at most one poll interval."""
     if next_due is None:
         return poll_interval_ms
     return max(0, min(poll_interval_ms, next_due - now))
-
-
-def clamp_fraction(value: float) -> float:
-    if math.isnan(value):
-        return 0.0
-    return max(0.0, min(1.0, value))

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..errors import InvalidParams, MethodNotFound, NotFound
+from ..filters import TaskFilter
 from ..protocol import methods as m
-from ..scheduler.events import EventFilter
-from ..store.db import TaskFilter
 
 if TYPE_CHECKING:
     from .session import Session
@@ -282,16 +281,7 @@ async def pressure_set(s: Session, p: m.PressureSetParams) -> Any:
 
 @handler("events.subscribe")
 async def events_subscribe(s: Session, p: m.EventsSubscribeParams) -> Any:
-    f = p.filter
-    flt = EventFilter(
-        kinds=f.kinds,
-        domains=f.domains,
-        task_types=f.task_types,
-        task_ids=f.task_ids,
-        tags=f.tags,
-        progress_interval_ms=f.progress_interval_ms,
-    )
-    return {"subscription": s.subscribe(flt)}
+    return {"subscription": s.subscribe(p.filter)}
 
 
 @handler("events.unsubscribe")

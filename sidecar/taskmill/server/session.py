@@ -30,6 +30,7 @@ from ..errors import (
     Unauthorized,
     UnknownTaskType,
 )
+from ..filters import EventFilter
 from ..memory import no_cyclic_gc
 from ..protocol.codec import Decoded, DecodedItem
 from ..protocol.messages import (
@@ -52,7 +53,7 @@ from ..protocol.methods import (
     parse_params,
     parse_steps,
 )
-from ..scheduler.events import EventFilter, Subscription
+from ..scheduler.events import Subscription
 from . import api
 
 if TYPE_CHECKING:

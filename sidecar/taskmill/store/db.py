@@ -22,9 +22,10 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import InvalidParams, InvalidState, NotFound, StorageError
+from ..filters import TaskFilter
 from ..model import IoBudget, Outcome, Status, TaskRecord
 from .rows import (
     PAUSE_DOMAIN,
@@ -32,8 +33,19 @@ from .rows import (
     PAUSE_GROUP,
     PAUSE_PREEMPTION,
     PAUSE_SCHEDULE,
+    Admission,
+    CancelledTask,
+    Candidate,
+    Claimed,
+    ClaimPlan,
+    ClaimResult,
+    Effects,
     Finish,
+    FinishResult,
+    GateFn,
+    GroupKey,
     NewTask,
+    SubmitEffect,
     pause_reason_names,
     record_from_new,
     record_from_row,
@@ -338,24 +350,6 @@ class _Pauses:
 
 # ---------------------------------------------------------------------------
 # Submission
-
-
-@dataclass(slots=True, kw_only=True)
-class SubmitEffect:
-    """What one submission did, with what the scheduler needs to react."""
-
-    outcome: Outcome
-    id: int
-    #: The task whose key matched (duplicate/upgraded/requeued/superseded).
-    replaced_id: int | None = None
-    #: The record as it now stands (None for duplicate).
-    record: TaskRecord | None = None
-    #: For supersede: the old record (its header goes in the superseded event).
-    old_record: TaskRecord | None = None
-    #: For supersede of a running or waiting task: it must be stopped.
-    stop_running: bool = False
-    #: Tasks cancelled as a side effect (children of a superseded parent).
-    cancelled: list[CancelledTask] = field(default_factory=list)
 
 
 def submit(
@@ -707,110 +701,17 @@ def _supersede(
 # Dispatch
 
 
-class Admission:
-    """What the gate says about one candidate."""
-
-    ADMIT = 0
-    #: Not this one (its group, domain or type is at its cap): try the next.
-    SKIP = 1
-    #: Nothing more this cycle (a global reason).
-    STOP = 2
-
-
-class Candidate(NamedTuple):
-    """The columns of a ready task that gate checks look at."""
-
-    id: int
-    task_type: str
-    domain: str
-    group: str | None
-    priority: int
-    expires_at: int | None
-    created_at: int
-    pause_duration_ms: int
-    expected_read: int
-    expected_write: int
-    expected_net_rx: int
-    expected_net_tx: int
-
-
 _CANDIDATE_COLUMNS = (
     "id, task_type, domain, group_key, priority, expires_at, created_at, pause_duration_ms, "
     "expected_read, expected_write, expected_net_rx, expected_net_tx"
 )
 
 
-@dataclass(slots=True)
-class Claimed:
-    """A task claimed for a run, with what the run needs beyond the record."""
-
-    record: TaskRecord
-    dispatch_count: int
-    retry_policy_json: str | None
-    memo_json: str | None
-    #: "execute", or "finalize" for a parent whose children are done.
-    phase: str = "execute"
-    #: For finalize: the latest outcome of each child.
-    children: list[dict[str, Any]] | None = None
-
-
-@dataclass(slots=True)
-class ClaimResult:
-    claimed: list[Claimed]
-    #: Epoch ms of the earliest delayed task, or None.
-    next_due: int | None
-    #: Other tasks affected (expired candidates, their parents and dependents).
-    effects: Effects = field(default_factory=lambda: Effects())
-    #: With fairness: the slots each group got this cycle.
-    allocation: dict[str | None, int] = field(default_factory=dict)
-    #: Candidates the gate turned down, and those deferred by a rate limit.
-    denied: int = 0
-    deferred: int = 0
-    #: Ready tasks per group, when this claim counted them (fair path).
-    ready_counts: dict[str | None, int] | None = None
-
-
-#: Gate callback: (candidate) -> Admission.ADMIT/SKIP/STOP, or an int > 2 meaning
-#: "defer until this epoch ms" (rate limits).
-Gate = Callable[[Candidate], int]
-
 _CLAIM_SET = """
 UPDATE tasks SET status = 'running', started_at = ?1, dispatch_count = dispatch_count + 1,
     expires_at = CASE WHEN ttl_from = 'first_attempt' AND expires_at IS NULL
                       AND ttl_ms IS NOT NULL THEN ?1 + ttl_ms ELSE expires_at END
 """
-
-
-GroupKey = str | None
-
-
-@dataclass(slots=True, kw_only=True)
-class ClaimPlan:
-    """How to pick the next tasks; built by the scheduler from its policy.
-
-    Attributes:
-        limit: Free slots to fill.
-        gate: Checks one candidate (see :class:`Admission`); it keeps its own
-            counts, so later candidates see earlier admissions.
-        effective: ``(priority, created_at, pause_duration_ms) -> effective
-            priority`` when aging is on, else None (plain priority order).
-        fair: ``{group: (running, ready)} -> {group: slots}`` when weighted
-            fairness is on, else None.
-        running_by_group: Running tasks per group (for the fair pass).
-        urgent_threshold: With aging, tasks this urgent bypass fairness.
-        fair_gate: The gate to use in the fair pass (group caps already applied).
-    """
-
-    limit: int
-    gate: Gate | None = None
-    effective: Callable[[int, int, int], int] | None = None
-    fair: Callable[[dict[GroupKey, tuple[int, int]]], dict[GroupKey, int]] | None = None
-    running_by_group: Mapping[GroupKey, int] = field(default_factory=dict)
-    urgent_threshold: int | None = None
-    fair_gate: Gate | None = None
-    scan_limit: int = 256
-    #: Ready tasks per group from a recent claim, to skip recounting (fair path).
-    ready_counts: dict[GroupKey, int] | None = None
 
 
 _READY = "status = 'pending' AND delayed = 0"
@@ -1007,7 +908,7 @@ class _Scan:
         self,
         conn: sqlite3.Connection,
         candidates: Iterator[tuple[int, Candidate]],
-        gate: Gate | None,
+        gate: GateFn | None,
         want: int,
         scan_limit: int,
         stop_above: int | None = None,
@@ -1049,7 +950,7 @@ def claim(
     conn: sqlite3.Connection,
     now: int,
     limit: int | ClaimPlan,
-    gate: Gate | None = None,
+    gate: GateFn | None = None,
 ) -> ClaimResult:
     """Claim up to ``plan.limit`` ready tasks.
 
@@ -1162,68 +1063,6 @@ def next_due(conn: sqlite3.Connection) -> int | None:
 
 # ---------------------------------------------------------------------------
 # Finishing executions
-
-
-@dataclass(slots=True, kw_only=True)
-class FinishResult:
-    """What recording one finished execution did.
-
-    ``kind`` is one of: ``completed``, ``requeued`` (completed, then re-run
-    under the same id), ``retry`` (back to pending), ``failed``,
-    ``dead_letter``, ``waiting`` (a parent whose children still run),
-    ``finalize`` (a parent whose children are all done: finalize is queued), or
-    ``stale`` (the task had already moved on: cancelled, paused, superseded;
-    nothing was written).
-    """
-
-    kind: str
-    task_id: int
-    history_id: int | None = None
-    retry_count: int = 0
-    run_after: int | None = None
-    children: int = 0
-    #: Recurring: runs completed so far, the next occurrence's id (None when the
-    #: schedule ended) and how many occurrences were skipped as overdue.
-    occurrences: int | None = None
-    next_id: int | None = None
-    skipped: int = 0
-
-
-@dataclass(slots=True)
-class CancelledTask:
-    record: TaskRecord
-    #: Status before the cancel (running ones must be stopped in memory).
-    was: Status
-    #: Why: "cancelled", "superseded", "parent_failed", "fail_fast", "dependency_failed".
-    reason: str = "cancelled"
-
-
-@dataclass(slots=True)
-class Effects:
-    """What one store operation did to tasks other than the ones it was asked about."""
-
-    #: Tasks cancelled on the way (children of a cancelled or failed parent).
-    cancelled: list[CancelledTask] = field(default_factory=list)
-    #: Parents failed because a child failed (fail_fast): (record before, error, was).
-    failed_parents: list[tuple[TaskRecord, str, Status]] = field(default_factory=list)
-    #: Parents whose children are all done: ready to finalize.
-    parents_ready: list[int] = field(default_factory=list)
-    #: Blocked tasks whose dependencies are all settled (now pending or paused).
-    unblocked: list[TaskRecord] = field(default_factory=list)
-    #: Tasks ended because a dependency failed: (record, the failed dependency).
-    dependency_failed: list[tuple[TaskRecord, int]] = field(default_factory=list)
-    #: Tasks expired on the way (children of an expired parent).
-    expired: list[TaskRecord] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.cancelled
-            or self.failed_parents
-            or self.parents_ready
-            or self.unblocked
-            or self.dependency_failed
-            or self.expired
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -1470,8 +1309,13 @@ def finish(
                         "started_at = NULL WHERE id = ?",
                         ("waiting" if active else "pending", f.result_json, f.task_id),
                     )
-                    kind = "waiting" if active else "finalize"
-                    out.append(FinishResult(kind=kind, task_id=f.task_id, children=active))
+                    out.append(
+                        FinishResult(
+                            kind="waiting" if active else "finalize",
+                            task_id=f.task_id,
+                            children=active,
+                        )
+                    )
                     continue
             full = None
             if row["recurring_interval_ms"] is not None and not row["requeue"]:
@@ -1545,7 +1389,7 @@ def finish(
             dependency_failed(conn, now, eff, f.task_id)
             out.append(
                 FinishResult(
-                    kind=status.value,
+                    kind="dead_letter" if status is Status.DEAD_LETTER else "failed",
                     task_id=f.task_id,
                     history_id=hid,
                     retry_count=row["retry_count"],
@@ -1998,33 +1842,6 @@ def lookup(conn: sqlite3.Connection, task_type: str, key: str) -> tuple[str, Tas
     if row is not None:
         return "history", record_from_row(row, history=True)
     return "not_found", None
-
-
-@dataclass(slots=True, kw_only=True)
-class TaskFilter:
-    """Filters on active tasks; every set field must match (AND)."""
-
-    status: Sequence[str] | None = None
-    domain: str | None = None
-    task_type: str | None = None
-    group: str | None = None
-    tags: Mapping[str, str] | None = None
-    tag_prefix: str | None = None
-    parent_id: int | None = None
-
-    def is_empty(self) -> bool:
-        return all(
-            v is None
-            for v in (
-                self.status,
-                self.domain,
-                self.task_type,
-                self.group,
-                self.tags,
-                self.tag_prefix,
-                self.parent_id,
-            )
-        )
 
 
 def _prefix_clause(column: str) -> str:

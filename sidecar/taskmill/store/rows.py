@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from ..model import IoBudget, Progress, Status, TaskRecord
+from ..model import IoBudget, Outcome, Progress, Status, TaskRecord
+
+if TYPE_CHECKING:
+    import sqlite3
 
 # Why a task is paused: bits of ``tasks.pause_reasons``, independent; a task is
 # pending again only when all are clear.
@@ -41,12 +44,36 @@ __all__ = [
     "PAUSE_PREEMPTION",
     "PAUSE_REASONS",
     "PAUSE_SCHEDULE",
+    "Admission",
+    "CancelledTask",
+    "Candidate",
+    "ClaimPlan",
+    "ClaimResult",
+    "Claimed",
+    "Effects",
     "Finish",
+    "FinishKind",
+    "FinishResult",
+    "FinishResultKind",
+    "GateFn",
+    "GroupKey",
     "NewTask",
+    "Phase",
+    "SubmitEffect",
     "pause_reason_names",
     "record_from_new",
     "record_from_row",
 ]
+
+
+#: How an execution ended (the scheduler's decision).
+FinishKind = Literal["completed", "retry", "failed", "dead_letter"]
+#: What recording it did (see :class:`FinishResult`).
+FinishResultKind = Literal[
+    "completed", "requeued", "retry", "failed", "dead_letter", "waiting", "finalize", "stale"
+]
+#: Which part of a task a run executes.
+Phase = Literal["execute", "finalize"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -90,13 +117,13 @@ class Finish:
     task_id: int
     dispatch_count: int
     #: "completed", "retry", "failed" (permanent) or "dead_letter".
-    kind: str
+    kind: FinishKind
     result_json: str | None = None
     error: str | None = None
     retry_delay_ms: int = 0
     actual_io: IoBudget = field(default_factory=IoBudget)
     #: Phase that ended: "execute" or "finalize".
-    phase: str = "execute"
+    phase: Phase = "execute"
     #: JSON memo when execute returned with live children (parents).
     memo_json: str | None = None
     #: False when the run spawned no child and is the task's first run: the
@@ -207,3 +234,182 @@ def record_from_row(row: sqlite3.Row, *, history: bool = False) -> TaskRecord:
             row["actual_read"], row["actual_write"], row["actual_net_rx"], row["actual_net_tx"]
         ),
     )
+
+
+# ---------------------------------------------------------------------------
+# What store operations and the scheduler exchange: the claim and gate
+# vocabulary, and the effects of an operation, returned as data.
+
+
+@dataclass(slots=True, kw_only=True)
+class SubmitEffect:
+    """What one submission did, with what the scheduler needs to react."""
+
+    outcome: Outcome
+    id: int
+    #: The task whose key matched (duplicate/upgraded/requeued/superseded).
+    replaced_id: int | None = None
+    #: The record as it now stands (None for duplicate).
+    record: TaskRecord | None = None
+    #: For supersede: the old record (its header goes in the superseded event).
+    old_record: TaskRecord | None = None
+    #: For supersede of a running or waiting task: it must be stopped.
+    stop_running: bool = False
+    #: Tasks cancelled as a side effect (children of a superseded parent).
+    cancelled: list[CancelledTask] = field(default_factory=list)
+
+
+class Admission:
+    """What the gate says about one candidate."""
+
+    ADMIT = 0
+    #: Not this one (its group, domain or type is at its cap): try the next.
+    SKIP = 1
+    #: Nothing more this cycle (a global reason).
+    STOP = 2
+
+
+class Candidate(NamedTuple):
+    """The columns of a ready task that gate checks look at."""
+
+    id: int
+    task_type: str
+    domain: str
+    group: str | None
+    priority: int
+    expires_at: int | None
+    created_at: int
+    pause_duration_ms: int
+    expected_read: int
+    expected_write: int
+    expected_net_rx: int
+    expected_net_tx: int
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A task claimed for a run, with what the run needs beyond the record."""
+
+    record: TaskRecord
+    dispatch_count: int
+    retry_policy_json: str | None
+    memo_json: str | None
+    #: "execute", or "finalize" for a parent whose children are done.
+    phase: Phase = "execute"
+    #: For finalize: the latest outcome of each child.
+    children: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    claimed: list[Claimed]
+    #: Epoch ms of the earliest delayed task, or None.
+    next_due: int | None
+    #: Other tasks affected (expired candidates, their parents and dependents).
+    effects: Effects = field(default_factory=lambda: Effects())
+    #: With fairness: the slots each group got this cycle.
+    allocation: dict[str | None, int] = field(default_factory=dict)
+    #: Candidates the gate turned down, and those deferred by a rate limit.
+    denied: int = 0
+    deferred: int = 0
+    #: Ready tasks per group, when this claim counted them (fair path).
+    ready_counts: dict[str | None, int] | None = None
+
+
+#: Gate callback: (candidate) -> Admission.ADMIT/SKIP/STOP, or an int > 2 meaning
+#: "defer until this epoch ms" (rate limits).
+GateFn = Callable[[Candidate], int]
+
+
+GroupKey = str | None
+
+
+@dataclass(slots=True, kw_only=True)
+class ClaimPlan:
+    """How to pick the next tasks; built by the scheduler from its policy.
+
+    Attributes:
+        limit: Free slots to fill.
+        gate: Checks one candidate (see :class:`Admission`); it keeps its own
+            counts, so later candidates see earlier admissions.
+        effective: ``(priority, created_at, pause_duration_ms) -> effective
+            priority`` when aging is on, else None (plain priority order).
+        fair: ``{group: (running, ready)} -> {group: slots}`` when weighted
+            fairness is on, else None.
+        running_by_group: Running tasks per group (for the fair pass).
+        urgent_threshold: With aging, tasks this urgent bypass fairness.
+        fair_gate: The gate to use in the fair pass (group caps already applied).
+    """
+
+    limit: int
+    gate: GateFn | None = None
+    effective: Callable[[int, int, int], int] | None = None
+    fair: Callable[[dict[GroupKey, tuple[int, int]]], dict[GroupKey, int]] | None = None
+    running_by_group: Mapping[GroupKey, int] = field(default_factory=dict)
+    urgent_threshold: int | None = None
+    fair_gate: GateFn | None = None
+    scan_limit: int = 256
+    #: Ready tasks per group from a recent claim, to skip recounting (fair path).
+    ready_counts: dict[GroupKey, int] | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class FinishResult:
+    """What recording one finished execution did.
+
+    ``kind`` is one of: ``completed``, ``requeued`` (completed, then re-run
+    under the same id), ``retry`` (back to pending), ``failed``,
+    ``dead_letter``, ``waiting`` (a parent whose children still run),
+    ``finalize`` (a parent whose children are all done: finalize is queued), or
+    ``stale`` (the task had already moved on: cancelled, paused, superseded;
+    nothing was written).
+    """
+
+    kind: FinishResultKind
+    task_id: int
+    history_id: int | None = None
+    retry_count: int = 0
+    run_after: int | None = None
+    children: int = 0
+    #: Recurring: runs completed so far, the next occurrence's id (None when the
+    #: schedule ended) and how many occurrences were skipped as overdue.
+    occurrences: int | None = None
+    next_id: int | None = None
+    skipped: int = 0
+
+
+@dataclass(slots=True)
+class CancelledTask:
+    record: TaskRecord
+    #: Status before the cancel (running ones must be stopped in memory).
+    was: Status
+    #: Why: "cancelled", "superseded", "parent_failed", "fail_fast", "dependency_failed".
+    reason: str = "cancelled"
+
+
+@dataclass(slots=True)
+class Effects:
+    """What one store operation did to tasks other than the ones it was asked about."""
+
+    #: Tasks cancelled on the way (children of a cancelled or failed parent).
+    cancelled: list[CancelledTask] = field(default_factory=list)
+    #: Parents failed because a child failed (fail_fast): (record before, error, was).
+    failed_parents: list[tuple[TaskRecord, str, Status]] = field(default_factory=list)
+    #: Parents whose children are all done: ready to finalize.
+    parents_ready: list[int] = field(default_factory=list)
+    #: Blocked tasks whose dependencies are all settled (now pending or paused).
+    unblocked: list[TaskRecord] = field(default_factory=list)
+    #: Tasks ended because a dependency failed: (record, the failed dependency).
+    dependency_failed: list[tuple[TaskRecord, int]] = field(default_factory=list)
+    #: Tasks expired on the way (children of an expired parent).
+    expired: list[TaskRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.cancelled
+            or self.failed_parents
+            or self.parents_ready
+            or self.unblocked
+            or self.dependency_failed
+            or self.expired
+        )

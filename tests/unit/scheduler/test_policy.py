@@ -11,14 +11,12 @@ from taskmill import Domain, IoBudget, RetryPolicy, SchedulerConfig, Submission,
 from taskmill.errors import InvalidParams, PayloadTooLarge, UnknownTaskType
 from taskmill.scheduler.domain import TypeRegistry
 from taskmill.scheduler.policy import (
-    GateState,
     decide_failure,
     dedup_key,
     encode_payload,
     next_wake_ms,
     resolve_submission,
 )
-from taskmill.store.db import Admission, Candidate
 
 NOW = 1_700_000_000_000
 
@@ -111,28 +109,6 @@ def test_resolve_layers_defaults() -> None:
     assert err.value.field == "run_at"
     with pytest.raises(UnknownTaskType):
         resolve_submission(Submission(task_type="d::zzz"), reg, cfg, NOW)
-
-
-def cand(i: int, domain: str = "d", task_type: str = "d::a") -> Candidate:
-    return Candidate(i, task_type, domain, None, 128, None, NOW, 0, 0, 0, 0, 0)
-
-
-def test_gate_caps_and_unavailable_types() -> None:
-    g = GateState(
-        running_by_domain={"d": 1},
-        running_by_type={},
-        domain_caps={"d": 2},
-        type_caps={"e::x": 1},
-        unavailable=frozenset({"w::remote"}),
-        type_budget={"w::worker": 1},
-    )
-    assert g.admit(cand(1)) == Admission.ADMIT
-    assert g.admit(cand(2)) == Admission.SKIP  # domain d is at its cap of 2
-    assert g.admit(cand(3, "e", "e::x")) == Admission.ADMIT
-    assert g.admit(cand(4, "e", "e::x")) == Admission.SKIP  # type cap
-    assert g.admit(cand(5, "w", "w::remote")) == Admission.SKIP
-    assert g.admit(cand(6, "w", "w::worker")) == Admission.ADMIT
-    assert g.admit(cand(7, "w", "w::worker")) == Admission.SKIP  # no free worker slot
 
 
 def test_integers_messagepack_cannot_carry_are_refused() -> None:
