@@ -14,7 +14,7 @@ NODE_STAMP := bridge_js/node_modules/.installed-stamp
 SHARED ?= ../shared
 SMOKE  := $(SHARED)/conformance/smoke.py
 
-.PHONY: venv demo demo-python test test-python test-bridge test-package conformance lint bench bench-full clean
+.PHONY: venv demo demo-python test test-python test-bridge test-package conformance lint api-docs bench bench-full clean
 
 venv: $(STAMP)
 
@@ -68,6 +68,11 @@ conformance: venv
 # The npm tarball's equivalent is bridge_js/test/pack, run by test-bridge.
 test-package: venv
 	TASKMILL_TEST_PACKAGING=1 $(PY) -m pytest -q tests/packaging/test_dist.py
+
+# docs/python-api.md from the docstrings (tests/packaging/test_python_api_doc.py
+# fails when a public name or method is missing from it).
+api-docs: venv
+	$(PY) build/python_api.py
 
 test: lint test-python test-bridge conformance test-examples test-package test-frozen test-frozen-apps test-browser
 

@@ -2,6 +2,12 @@
 #
 #   make build          onedir binary, printed path (skipped when nothing relevant changed)
 #   make build-onefile  onefile binary (cached the same way)
+#   make build APP=thumbs.tasks:domain APP_PATH=src NAME=thumbs-sidecar
+#                       your own task modules frozen in (APP and APP_PATH may list
+#                       several, space-separated; HIDDEN_IMPORT likewise): their
+#                       third-party packages must be installed in .venv first
+#   make build-tools    just .venv with taskmill and PyInstaller (then
+#                       .venv/bin/pip install your app's dependencies)
 #   make test-frozen    both builds, the conformance smoke on the onedir binary
 #                       (when ../shared is here), the examples against it, then
 #                       tests/frozen on both
@@ -23,18 +29,27 @@ BUILD_TOOLS_STAMP := $(VENV)/.build-tools-stamp
 
 SMOKE ?= ../shared/conformance/smoke.py
 
-.PHONY: build build-onefile test-frozen test-frozen-apps measure
+.PHONY: build build-onefile build-tools test-frozen test-frozen-apps measure
 
 # PyInstaller comes from pyproject's [build] extra.
 $(BUILD_TOOLS_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install -q -e ".[build]"
 	touch $@
 
+build-tools: $(BUILD_TOOLS_STAMP)
+
+APP ?=
+APP_PATH ?=
+HIDDEN_IMPORT ?=
+NAME ?=
+BUILD_ARGS = $(foreach a,$(APP),--app $(a)) $(foreach d,$(APP_PATH),--app-path $(d)) \
+	$(foreach m,$(HIDDEN_IMPORT),--hidden-import $(m)) $(if $(NAME),--name $(NAME))
+
 build: $(BUILD_TOOLS_STAMP)
-	@$(PY) build/build.py
+	@$(PY) build/build.py $(BUILD_ARGS)
 
 build-onefile: $(BUILD_TOOLS_STAMP)
-	@$(PY) build/build.py --onefile
+	@$(PY) build/build.py --onefile $(BUILD_ARGS)
 
 # FROZEN_ONEFILE=0 skips the onefile build (its tests then skip): it adds
 # about 10-20 s to a cold build, nothing once cached.

@@ -8,10 +8,15 @@ stdin, which the sidecar takes as its cue to drain and exit.
 
     python examples/headless/client.py            # runs: python -m taskmill
     TASKMILL_SIDECAR=path/to/taskmill-sidecar-<triple> python examples/headless/client.py
+
+    # one task of your own (no --demo): progress, then the result; exit 1 if it fails
+    TASKMILL_SIDECAR=path/to/your-sidecar python examples/headless/client.py \
+        --run thumbs::make --payload '{"path": "cat.jpg"}'
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import queue
@@ -109,18 +114,36 @@ def sidecar_command(*args: str) -> list[str]:
     return [*(shlex.split(base) if base else [sys.executable, "-m", "taskmill"]), *args]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", metavar="TASK_TYPE", help="run one task of this type (no --demo)")
+    p.add_argument("--payload", default="{}", metavar="JSON", help="its payload (default {})")
+    args = p.parse_args(argv)
+    task_type = args.run or "demo::sleep"
+    payload = (
+        json.loads(args.payload)
+        if args.run
+        else {"ms": 400, "steps": 4, "result": {"greeting": "hello from Python"}}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "tasks.db")
-        cmd = sidecar_command("--stdio", "--demo", "--db", db, "--no-resource-monitoring")
+        demo = [] if args.run else ["--demo"]
+        cmd = sidecar_command("--stdio", *demo, "--db", db, "--no-resource-monitoring")
         with SidecarClient(cmd) as sc:
             print(f"sidecar {sc.ready['version']} ready (pid {sc.ready['pid']})")
+            print(f"task types: {', '.join(sc.ready['task_types']) or '-'}")
             sc.call(
                 "events.subscribe",
-                filter={"kinds": ["progress", "completed", "failed"], "progress_interval_ms": 0},
+                filter={
+                    "kinds": ["progress", "completed", "failed", "dead_lettered"],
+                    "progress_interval_ms": 0,
+                },
             )
-            payload = {"ms": 400, "steps": 4, "result": {"greeting": "hello from Python"}}
-            task_id = sc.call("task.submit", task_type="demo::sleep", payload=payload)["id"]
+            try:
+                task_id = sc.call("task.submit", task_type=task_type, payload=payload)["id"]
+            except RpcError as error:
+                print(f"task.submit: {error}", file=sys.stderr)
+                return 1
             print(f"submitted task {task_id}")
             while True:
                 event = sc.next_event()
@@ -131,6 +154,8 @@ def main() -> int:
                 elif event["kind"] == "completed":
                     print(f"result: {json.dumps(event['result'])}")
                     break
+                elif event["kind"] == "failed" and event.get("will_retry"):
+                    print(f"attempt {event.get('attempt')} failed, retrying: {event.get('error')}")
                 else:
                     print(f"task {task_id} {event['kind']}: {event.get('error')}", file=sys.stderr)
                     return 1
