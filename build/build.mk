@@ -6,7 +6,7 @@
 #                       your own task modules frozen in (APP and APP_PATH may list
 #                       several, space-separated; HIDDEN_IMPORT likewise): their
 #                       third-party packages must be installed in .venv first
-#   make build-tools    just .venv with taskmill and PyInstaller (then
+#   make build-tools    just .venv with taskmill and PyInstaller, no dev tools (then
 #                       .venv/bin/pip install your app's dependencies)
 #   make test-frozen    both builds, the conformance smoke on the onedir binary
 #                       (when ../shared is here), the examples against it, then
@@ -25,14 +25,16 @@
 VENV  ?= .venv
 PY    ?= $(VENV)/bin/python
 STAMP ?= $(VENV)/.installed-stamp
+RUNTIME_STAMP ?= $(VENV)/.runtime-stamp
 BUILD_TOOLS_STAMP := $(VENV)/.build-tools-stamp
 
 SMOKE ?= ../shared/conformance/smoke.py
 
 .PHONY: build build-onefile build-tools test-frozen test-frozen-apps measure
 
-# PyInstaller comes from pyproject's [build] extra.
-$(BUILD_TOOLS_STAMP): $(STAMP) pyproject.toml
+# PyInstaller comes from pyproject's [build] extra; building needs nothing
+# else (not the dev tools), so a newcomer's `make build-tools` is quick.
+$(BUILD_TOOLS_STAMP): $(RUNTIME_STAMP) pyproject.toml
 	$(PY) -m pip install -q -e ".[build]"
 	touch $@
 
@@ -55,7 +57,7 @@ build-onefile: $(BUILD_TOOLS_STAMP)
 # about 10-20 s to a cold build, nothing once cached.
 FROZEN_ONEFILE ?= 1
 
-test-frozen: $(BUILD_TOOLS_STAMP)
+test-frozen: $(STAMP) $(BUILD_TOOLS_STAMP)
 	@set -e; \
 	onedir=$$($(PY) build/build.py); \
 	onefile=; if [ "$(FROZEN_ONEFILE)" != 0 ]; then onefile=$$($(PY) build/build.py --onefile); fi; \
@@ -67,7 +69,7 @@ test-frozen: $(BUILD_TOOLS_STAMP)
 	TASKMILL_FROZEN_ONEDIR="$$onedir" TASKMILL_FROZEN_ONEFILE="$$onefile" \
 		$(PY) -m pytest -q tests/frozen
 
-test-frozen-apps: $(BUILD_TOOLS_STAMP) test-frozen-app
+test-frozen-apps: $(STAMP) $(BUILD_TOOLS_STAMP) test-frozen-app
 	TASKMILL_TEST_FROZEN_APPS=1 $(PY) -m pytest -q tests/packaging/test_frozen_app.py
 
 measure: $(BUILD_TOOLS_STAMP)
