@@ -219,9 +219,9 @@ export class TaskmillClient<Tasks = AnyTasks> extends WireMethods<Tasks> {
    * dependency_failed): it resolves on failure too (see `run()` for a
    * version that throws). It subscribes to the task's events, then reads the
    * record, so a task that already finished resolves at once; after a
-   * reconnect or a `lagged` it reads the record again. Every `waitFor` of the
-   * client shares one subscription (see the README), so any number of tasks
-   * can be awaited at once. Rejects with kind `"not_found"` for an unknown
+   * reconnect or a `lagged` it reads the record again. The `waitFor`s of a
+   * client share at most 4 subscriptions (see the README), so any number of
+   * tasks can be awaited at once. Rejects with kind `"not_found"` for an unknown
    * id, and with the client's reason when the client closes.
    */
   waitFor<T extends TaskTypeOf<Tasks> = TaskTypeOf<Tasks>>(id: TaskIdOf<T>, options: WaitForOptions = {}): Promise<HistoryTaskRecord<Tasks, T>> {

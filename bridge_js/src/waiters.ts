@@ -1,21 +1,26 @@
 /**
- * The subscriptions behind `waitFor` and `run`, shared by every waiter of a
+ * The subscriptions behind `waitFor` and `run`, shared by the waiters of a
  * client. The sidecar allows 1,000 subscriptions per connection, so one per
  * waiter would fail an app awaiting thousands of tasks at once.
  *
- * One subscription to the terminal kinds serves all the waiters. While few
- * tasks are awaited, its filter lists them (`task_ids`), so the client gets
- * only their events; when a task it does not cover is awaited, a new
- * subscription with the current ids replaces it (the new one confirmed before
- * the old one goes, so no event is missed). Beyond {@link MAX_FILTER_IDS}
- * tasks it has no `task_ids` filter and receives the terminal events of
- * every task, dispatched here by `task_id`, until no more than half that
- * many are awaited. At most two subscriptions exist at once (two only while
- * replacing), none when nobody waits.
+ * Waiters added in the same turn (a `Promise.all` over many ids) form a batch.
+ * A batch of at most {@link MAX_FILTER_IDS} tasks gets one subscription to the
+ * terminal kinds whose filter lists them (`task_ids`), so only their events
+ * come through. A larger batch, or any batch while {@link MAX_FILTERED} such
+ * subscriptions are open, joins the one subscription without a `task_ids`
+ * filter (opened if needed), which receives the terminal events of every
+ * task. Events are dispatched here by `task_id`. A waiter for a task that an
+ * open subscription lists joins it at once. So there are at most
+ * `MAX_FILTERED + 1` subscriptions, and none when nobody waits.
  *
- * A waiter reads its task (`task.get`) once a subscription covering it is
- * confirmed, again after each terminal event of its task, and after `resync`
- * and `lagged`, when events may have been missed.
+ * A waiter stays with the subscription it joined, which stays open while any
+ * of its waiters waits: the sidecar may answer a later `events.subscribe`
+ * before it sends events it queued earlier on another subscription, so
+ * closing a subscription that a waiter relies on could lose its task's end.
+ *
+ * A waiter reads its task (`task.get`) once its subscription is confirmed,
+ * again after each terminal event of its task, after a `lagged` on its
+ * subscription and after `resync`, when events may have been missed.
  *
  * @packageDocumentation
  */
@@ -25,8 +30,10 @@ import { TERMINAL_EVENT_KINDS } from "./events.js";
 import type { Rpc } from "./rpc.js";
 import type { Subscriptions, Unsubscribe } from "./subscriptions.js";
 
-/** Beyond this many awaited tasks, the shared subscription has no `task_ids` filter. */
+/** Tasks a `task_ids` filter lists at most; a larger batch joins the unfiltered subscription. */
 export const MAX_FILTER_IDS = 256;
+/** Subscriptions with a `task_ids` filter open at once, at most. */
+export const MAX_FILTERED = 3;
 
 /** One pending `waitFor`. @internal */
 export interface Waiter {
@@ -41,29 +48,33 @@ interface Shared {
   readonly off: Unsubscribe;
   /** The task ids the filter lists; null: every task. */
   readonly ids: ReadonlySet<number> | null;
+  readonly waiters: Set<Waiter>;
   confirmed: boolean;
 }
 
-/** The waiters of one client and their shared subscriptions. @internal */
+/** The waiters of one client and their subscriptions. @internal */
 export class Waiters {
   readonly #subs: Subscriptions;
+  readonly #shared = new Set<Shared>();
+  /** Every waiter, by task id, for dispatching events. */
   readonly #byTask = new Map<number, Set<Waiter>>();
-  /** Waiters whose first read has been started (a confirmed subscription covers them). */
+  /** The subscription each waiter joined. */
+  readonly #joined = new Map<Waiter, Shared>();
+  /** Waiters whose first read has started (their subscription is confirmed). */
   readonly #armed = new Set<Waiter>();
-  /** The confirmed subscription, and the one replacing it (or the first, not yet confirmed). */
-  #current: Shared | null = null;
-  #next: Shared | null = null;
+  /** Waiters not yet given a subscription. */
+  #batch = new Set<Waiter>();
   #scheduled = false;
-  /** A subscription was refused by a sidecar shutting down: try again on the next connection. */
+  /** Waiters left without a subscription by a sidecar shutting down: they get one on the next connection. */
   #orphaned = false;
 
   constructor(rpc: Rpc, subs: Subscriptions) {
     this.#subs = subs;
     rpc.onConnection((event) => {
-      if (event.type === "resync") this.#checkArmed();
-      if (event.type === "open" && this.#orphaned) this.#open();
+      if (event.type === "resync") this.#check(this.#armed);
+      if (event.type === "open" && this.#orphaned) this.#flush();
       // The client is finished: so is every waiter, with or without a subscription.
-      if (event.type === "closed" && rpc.reason !== null) for (const waiter of this.#all()) waiter.fail(rpc.reason);
+      if (event.type === "closed" && rpc.reason !== null) for (const set of [...this.#byTask.values()]) for (const w of [...set]) w.fail(rpc.reason);
     });
   }
 
@@ -71,120 +82,111 @@ export class Waiters {
     let set = this.#byTask.get(waiter.id);
     if (set === undefined) this.#byTask.set(waiter.id, (set = new Set()));
     set.add(waiter);
-    if (this.#current !== null && covers(this.#current, waiter.id)) this.#arm(waiter);
-    else if (this.#next === null || !covers(this.#next, waiter.id)) this.#schedule();
+    for (const shared of this.#shared) {
+      if (shared.ids?.has(waiter.id) === true) {
+        this.#join(shared, waiter);
+        return;
+      }
+    }
+    this.#batch.add(waiter);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      if (!this.#orphaned) this.#flush();
+    });
   }
 
   remove(waiter: Waiter): void {
     const set = this.#byTask.get(waiter.id);
     if (set === undefined || !set.delete(waiter)) return;
     if (set.size === 0) this.#byTask.delete(waiter.id);
+    this.#batch.delete(waiter);
     this.#armed.delete(waiter);
-    if (this.#byTask.size > 0) {
-      // Few waiters left: back to a filter listing them.
-      if (this.#current?.ids === null && this.#byTask.size <= MAX_FILTER_IDS / 2) this.#schedule();
-      return;
+    const shared = this.#joined.get(waiter);
+    this.#joined.delete(waiter);
+    if (shared !== undefined && shared.waiters.delete(waiter) && shared.waiters.size === 0) {
+      // Its last waiter left (an unconfirmed one is unsubscribed once confirmed).
+      this.#shared.delete(shared);
+      void shared.off();
     }
-    // Nobody waits: close what is open (an unconfirmed one is unsubscribed once confirmed).
-    for (const shared of [this.#current, this.#next]) if (shared !== null) void shared.off();
-    this.#current = this.#next = null;
+  }
+
+  #join(shared: Shared, waiter: Waiter): void {
+    shared.waiters.add(waiter);
+    this.#joined.set(waiter, shared);
+    if (shared.confirmed) this.#arm(waiter);
   }
 
   #arm(waiter: Waiter): void {
-    if (this.#armed.has(waiter)) return;
     this.#armed.add(waiter);
     waiter.check();
   }
 
-  #schedule(): void {
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    // Waiters added in the same turn (a Promise.all over many ids) share one request.
-    queueMicrotask(() => {
-      this.#scheduled = false;
-      this.#open();
-    });
+  /** Gives the batch a subscription: a new filtered one, or the unfiltered one. */
+  #flush(): void {
+    this.#orphaned = false;
+    const batch = [...this.#batch];
+    this.#batch = new Set();
+    if (batch.length === 0) return;
+    const ids = new Set(batch.map((w) => w.id));
+    let filtered = 0;
+    let all: Shared | undefined;
+    for (const shared of this.#shared) {
+      if (shared.ids === null) all = shared;
+      else filtered += 1;
+    }
+    const wide = ids.size > MAX_FILTER_IDS || filtered >= MAX_FILTERED;
+    const shared = wide && all !== undefined ? all : this.#open(wide ? null : ids);
+    for (const waiter of batch) this.#join(shared, waiter);
   }
 
-  /** Opens a subscription covering every waiter, unless one is already on its way. */
-  #open(): void {
-    if (this.#next !== null || this.#byTask.size === 0) return;
-    this.#orphaned = false;
-    const ids = this.#byTask.size > MAX_FILTER_IDS ? null : new Set(this.#byTask.keys());
+  #open(ids: ReadonlySet<number> | null): Shared {
     const off = this.#subs.subscribe(
       ids === null ? { kinds: TERMINAL_EVENT_KINDS } : { kinds: TERMINAL_EVENT_KINDS, task_ids: [...ids] },
-      (event) => this.#event(event as Record<string, unknown>),
+      (event) => this.#event(shared, event as Record<string, unknown>),
       { alwaysLagged: true, onEnd: (reason) => this.#ended(shared, reason) },
     );
-    const shared: Shared = { off, ids, confirmed: false };
-    this.#next = shared;
+    const shared: Shared = { off, ids, waiters: new Set(), confirmed: false };
+    this.#shared.add(shared);
     off.ready.then(
-      () => this.#confirmed(shared),
+      () => {
+        shared.confirmed = true;
+        for (const waiter of shared.waiters) this.#arm(waiter);
+      },
       (error: TaskmillError) => this.#ended(shared, error),
     );
-  }
-
-  #confirmed(shared: Shared): void {
-    if (shared !== this.#next) return;
-    shared.confirmed = true;
-    const old = this.#current;
-    this.#current = shared;
-    this.#next = null;
-    if (old !== null) void old.off();
-    let uncovered = false;
-    for (const [id, set] of this.#byTask) {
-      if (covers(shared, id)) for (const waiter of set) this.#arm(waiter);
-      else {
-        // Awaited since this one was opened: no events until the next one, after which they read again.
-        uncovered = true;
-        for (const waiter of set) this.#armed.delete(waiter);
-      }
-    }
-    if (uncovered) this.#open();
+    return shared;
   }
 
   /** A subscription ended without being asked to: refused by the sidecar, or the client closed. */
   #ended(shared: Shared, reason: TaskmillError): void {
-    if (shared === this.#current) {
-      // The waiters lost their events.
-      this.#current = null;
-      this.#armed.clear();
-    } else if (shared === this.#next) {
-      // The waiters the current subscription covers (armed) go on with it.
-      this.#next = null;
-    } else {
-      return;
+    if (!this.#shared.delete(shared)) return;
+    const waiters = [...shared.waiters];
+    for (const waiter of waiters) {
+      this.#joined.delete(waiter);
+      this.#armed.delete(waiter);
     }
     if (reason.kind === "shutting_down") {
-      // Not final (as for task.get): the sidecar goes away, then the client reconnects (the others read again then) or closes.
+      // Not final (as for task.get): the sidecar goes away, then the client reconnects or closes.
+      for (const waiter of waiters) this.#batch.add(waiter);
       this.#orphaned = true;
-      return;
+    } else {
+      for (const waiter of waiters) waiter.fail(reason);
     }
-    for (const waiter of this.#all()) if (!this.#armed.has(waiter)) waiter.fail(reason);
   }
 
-  #all(): Waiter[] {
-    return [...this.#byTask.values()].flatMap((set) => [...set]);
-  }
-
-  #event(event: Record<string, unknown>): void {
-    if (event["kind"] === "lagged") {
-      this.#checkArmed();
-      return;
-    }
+  #event(shared: Shared, event: Record<string, unknown>): void {
+    // Events of this subscription were dropped: its waiters read again.
+    if (event["kind"] === "lagged") return this.#check(shared.waiters);
     const id = event["task_id"];
-    if (typeof id !== "number") return;
     // A retry follows; a task superseded in place keeps its id and goes on.
     if (event["kind"] === "failed" && event["will_retry"] === true) return;
     if (event["kind"] === "superseded" && event["new_task_id"] === id) return;
-    for (const waiter of [...(this.#byTask.get(id) ?? [])]) if (this.#armed.has(waiter)) waiter.check();
+    if (typeof id === "number") this.#check(this.#byTask.get(id) ?? []);
   }
 
-  #checkArmed(): void {
-    for (const waiter of [...this.#armed]) waiter.check();
+  #check(waiters: Iterable<Waiter>): void {
+    for (const waiter of [...waiters]) if (this.#armed.has(waiter)) waiter.check();
   }
-}
-
-function covers(shared: Shared, id: number): boolean {
-  return shared.ids === null || shared.ids.has(id);
 }

@@ -95,97 +95,106 @@ describe("waitFor shares its subscriptions", () => {
     expect(results).toHaveLength(5000);
     expect(new Set(results.map((r) => (r as { n: number }).n)).size).toBe(5000);
     await until(() => link.subscriptions.size === 0);
-    expect(link.peakSubscriptions).toBeLessThanOrEqual(2);
-    expect(subscribes(link).length).toBeLessThan(50);
+    expect(link.peakSubscriptions).toBeLessThanOrEqual(4);
+    expect(subscribes(link).length).toBeLessThan(100);
     expect(link.peakInFlight).toBeLessThanOrEqual(1000);
   });
 
-  it("lists the awaited ids while few; a new id replaces the subscription (new one first), then the old one goes", async () => {
+  it("waiters of one turn share a subscription listing their ids; later ones get their own, up to 3; then the unfiltered one", async () => {
     const { server, finish, subscribes } = taskServer();
     const client = makeClient(server);
     await client.connect();
     const link = server.last;
-    const first = client.waitFor(1);
-    const second = client.waitFor(2);
-    await until(() => link.methods().filter((m) => m === "task.get").length === 2);
-    expect(subscribes(link)).toEqual([{ kinds: TERMINAL, task_ids: [1, 2] }]);
-    const third = client.waitFor(3);
-    await until(() => link.methods().filter((m) => m === "task.get").length === 3);
+    const reads = (): number => link.methods().filter((m) => m === "task.get").length;
+    const waiting = [client.waitFor(1), client.waitFor(2)];
+    await until(() => reads() === 2);
+    waiting.push(client.waitFor(3));
+    await until(() => reads() === 3);
+    waiting.push(client.waitFor(4), client.waitFor(5));
+    await until(() => reads() === 5);
+    // A task an open subscription lists needs no new one.
+    waiting.push(client.waitFor(2));
+    await until(() => reads() === 6);
+    waiting.push(client.waitFor(6));
+    await until(() => reads() === 7);
+    waiting.push(client.waitFor(7));
+    await until(() => reads() === 8);
     expect(subscribes(link)).toEqual([
       { kinds: TERMINAL, task_ids: [1, 2] },
-      { kinds: TERMINAL, task_ids: [1, 2, 3] },
+      { kinds: TERMINAL, task_ids: [3] },
+      { kinds: TERMINAL, task_ids: [4, 5] },
+      { kinds: TERMINAL },
     ]);
-    const methods = link.methods();
-    expect(methods.lastIndexOf("events.subscribe")).toBeLessThan(methods.indexOf("events.unsubscribe"));
-    await until(() => link.subscriptions.size === 1);
-    // A waiter whose task is already covered needs no new subscription.
-    const again = client.waitFor(2);
-    finish(link, 1, 2, 3);
-    expect((await Promise.all([first, second, third, again])).map((r) => r.id)).toEqual([1, 2, 3, 2]);
-    expect(subscribes(link)).toHaveLength(2);
+    expect(link.subscriptions.size).toBe(4);
+    // Each closes when its last waiter has left.
+    finish(link, 3);
+    await until(() => link.subscriptions.size === 3);
+    finish(link, 1, 2, 4, 5, 6, 7);
+    expect((await Promise.all(waiting)).map((r) => r.id)).toEqual([1, 2, 3, 4, 5, 2, 6, 7]);
     await until(() => link.subscriptions.size === 0);
+    expect(link.peakSubscriptions).toBe(4);
   });
 
-  it("back to a filter listing the ids when no more than 128 tasks are awaited", async () => {
+  it("more than 256 tasks in one turn join the one unfiltered subscription", async () => {
     const { server, gets, finish, subscribes } = taskServer();
     const client = makeClient(server);
     await client.connect();
     const link = server.last;
-    const ids = Array.from({ length: 300 }, (_, i) => i + 1);
-    const all = Promise.all(ids.map((id) => client.waitFor(id)));
-    await until(() => gets.size === 300);
+    const first = Promise.all(Array.from({ length: 257 }, (_, i) => client.waitFor(i + 1)));
+    await until(() => gets.size === 257);
+    const second = Promise.all(Array.from({ length: 300 }, (_, i) => client.waitFor(1000 + i)));
+    await until(() => gets.size === 557);
     expect(subscribes(link)).toEqual([{ kinds: TERMINAL }]);
-    finish(link, ...ids.slice(0, 172));
-    await until(() => subscribes(link).length === 2 && link.subscriptions.size === 1);
-    expect(subscribes(link)[1]).toEqual({ kinds: TERMINAL, task_ids: ids.slice(172) });
-    finish(link, ...ids.slice(172));
-    expect(await all).toHaveLength(300);
+    finish(link, ...Array.from({ length: 257 }, (_, i) => i + 1), ...Array.from({ length: 300 }, (_, i) => 1000 + i));
+    expect((await first).length + (await second).length).toBe(557);
     await until(() => link.subscriptions.size === 0);
-    expect(link.peakSubscriptions).toBe(2);
   });
 
-  it("a task awaited again after the replacement was sent is read again once a subscription covering it is confirmed", async () => {
-    const { server, gets, finished, finish, subscribes } = taskServer();
-    const subscribe = server.handlers["events.subscribe"] as NonNullable<(typeof server.handlers)["events.subscribe"]>;
-    const heldSubscribes: (() => void)[] = [];
-    let hold = false;
-    server.handlers["events.subscribe"] = (params, link, request) => {
-      if (!hold) return subscribe(params, link, request);
-      heldSubscribes.push(() => link.respond(request.id, subscribe(params, link, request)));
-      return NO_REPLY;
-    };
-    const release = (): void => {
-      for (const answer of heldSubscribes.splice(0)) answer();
-    };
+  it("a subscription stays open while a waiter relies on it, even when the sidecar sends its events after a later subscription's answer", async () => {
+    const { server, gets, finished, subscribes } = taskServer();
     const client = makeClient(server);
     await client.connect();
     const link = server.last;
-    const controller = new AbortController();
-    const left = settle(client.waitFor(1, { signal: controller.signal }));
-    const two = client.waitFor(2);
-    await until(() => gets.size === 2);
-    controller.abort();
-    await left;
-    hold = true;
-    const three = client.waitFor(3); // Replaces {1, 2} with {2, 3}...
-    await until(() => heldSubscribes.length === 1);
-    const one = client.waitFor(1); // ...while task 1 is awaited again: {1, 2} still covers it, for now.
-    await until(() => gets.get(1) === 2);
-    release();
-    await until(() => heldSubscribes.length === 1);
-    // {1, 2} is gone and {1, 2, 3} is not confirmed yet: task 1 ends unseen.
+    const one = client.waitFor(1);
+    await until(() => gets.get(1) === 1);
+    const [first] = [...link.subscriptions];
+    // Task 1 ends; its event is still queued on the first subscription when the second one is answered.
     finished.add(1);
-    release();
-    hold = false;
-    expect((await one).status).toBe("completed");
-    expect(gets.get(1)).toBe(3);
+    const two = client.waitFor(2);
+    await until(() => gets.get(2) === 1);
     expect(subscribes(link)).toEqual([
-      { kinds: TERMINAL, task_ids: [1, 2] },
-      { kinds: TERMINAL, task_ids: [2, 3] },
-      { kinds: TERMINAL, task_ids: [2, 3, 1] },
+      { kinds: TERMINAL, task_ids: [1] },
+      { kinds: TERMINAL, task_ids: [2] },
     ]);
-    finish(link, 2, 3);
-    expect((await Promise.all([two, three])).map((r) => r.id)).toEqual([2, 3]);
+    // The second one's answer did not close the first: waiter 1 relies on it.
+    expect(link.subscriptions.has(first as number)).toBe(true);
+    const second = [...link.subscriptions].find((id) => id !== first) as number;
+    expect(link.methods()).not.toContain("events.unsubscribe");
+    link.notify("event", taskEvent("completed", first as number, { task_id: 1, duration_ms: 1, result: null }));
+    expect((await one).id).toBe(1);
+    expect(gets.get(1)).toBe(2);
+    finished.add(2);
+    link.notify("event", taskEvent("completed", second, { task_id: 2, duration_ms: 1, result: null }));
+    expect((await two).id).toBe(2);
+    await until(() => link.subscriptions.size === 0);
+  });
+
+  it("a lagged makes the waiters of that subscription read again", async () => {
+    const { server, gets } = taskServer();
+    const client = makeClient(server);
+    await client.connect();
+    const link = server.last;
+    const waiting = settle(Promise.all([client.waitFor(1), client.waitFor(2)]));
+    await until(() => gets.size === 2);
+    const other = settle(client.waitFor(3));
+    await until(() => gets.size === 3);
+    const [first] = [...link.subscriptions];
+    link.notify("event", { subscription: first, seq: 50, at: 1, kind: "lagged", missed: 20 });
+    await until(() => gets.get(1) === 2 && gets.get(2) === 2);
+    await sleep(5);
+    expect(gets.get(3)).toBe(1);
+    await client.close();
+    await Promise.all([waiting, other]);
   });
 
   it("events of tasks nobody awaits, and retried failures, read nothing", async () => {
@@ -206,19 +215,6 @@ describe("waitFor shares its subscriptions", () => {
     expect(gets.get(6)).toBe(1);
     await client.close();
     expect(await all).toMatchObject({ ok: false, error: { kind: "closed" } });
-  });
-
-  it("a lagged on the shared subscription makes every waiter read its task again", async () => {
-    const { server, gets, finished } = taskServer();
-    const client = makeClient(server);
-    await client.connect();
-    const link = server.last;
-    const all = Promise.all([1, 2, 3].map((id) => client.waitFor(id)));
-    await until(() => gets.size === 3);
-    // Their completed events were among those the sidecar dropped.
-    finished.add(1).add(2).add(3);
-    link.notify("event", { subscription: [...link.subscriptions][0], seq: 50, at: 1, kind: "lagged", missed: 20 });
-    expect((await all).map((r) => r.status)).toEqual(["completed", "completed", "completed"]);
   });
 
   it("after a reconnect: one subscription restored, every waiter reads again, then events resolve them", async () => {
@@ -340,12 +336,12 @@ describe("waitFor shares its subscriptions", () => {
     expect(server.last.subscriptions.size).toBe(0);
   });
 
-  it("a replacement the sidecar refuses fails only the waiters it was for; the covered ones go on", async () => {
+  it("a subscription the sidecar refuses fails only its own waiters; the others go on", async () => {
     const { server, finish } = taskServer();
     const client = makeClient(server);
     await client.connect();
     const link = server.last;
-    const covered = client.waitFor(1);
+    const others = client.waitFor(1);
     await until(() => link.subscriptions.size === 1 && link.methods().includes("task.get"));
     const subscribe = server.handlers["events.subscribe"];
     server.handlers["events.subscribe"] = () => {
@@ -354,7 +350,7 @@ describe("waitFor shares its subscriptions", () => {
     expect(await settle(client.waitFor(2))).toMatchObject({ ok: false, error: { kind: "limit_exceeded" } });
     server.handlers["events.subscribe"] = subscribe as NonNullable<typeof subscribe>;
     finish(link, 1);
-    expect((await covered).id).toBe(1);
+    expect((await others).id).toBe(1);
   });
 });
 
