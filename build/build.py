@@ -181,7 +181,10 @@ def check_apps_here(args: argparse.Namespace) -> bool:
     env = dict(os.environ)
     paths = [str(ROOT / "sidecar"), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    # From an empty folder: `python -m` puts the working directory on sys.path,
+    # and a module found only there would not be bundled.
+    with tempfile.TemporaryDirectory() as empty:
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=empty)
     if res.returncode == 0:
         return True
     why = res.stderr.strip().removeprefix("taskmill-sidecar: ")
@@ -217,7 +220,7 @@ def check_built(exe: Path, args: argparse.Namespace, work: Path) -> str | None:
         why += (
             f"\n  PyInstaller did not bundle '{module}' although this Python imports it "
             f"(an import by a computed name, or a plugin): pass --hidden-import {module}"
-            f" (PyInstaller's own notes: {work / args.full / f'warn-{args.full}.txt'})"
+            f" (PyInstaller's own notes: {work / SPEC.stem / f'warn-{SPEC.stem}.txt'})"
         )
     return why
 
@@ -230,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="MODULE:ATTR",
-        help="bundle an app's task module (repeatable); run it with --app MODULE:ATTR",
+        help="bundle an app's task module (repeatable); the binary loads it without --app",
     )
     p.add_argument(
         "--app-path",

@@ -63,7 +63,7 @@ def test_the_wheel_holds_the_package_data_and_nothing_else(dist: Path) -> None:
     assert "taskmill/py.typed" in names
     assert "taskmill/store/migrations/0001_initial.sql" in names
     assert {n.split("/")[0] for n in names} == {"taskmill", info}
-    assert "License: MIT" in metadata
+    assert "License-Expression: MIT" in metadata
     assert f"{info}/licenses/LICENSE" in names or f"{info}/LICENSE" in names
     assert "taskmill-sidecar = taskmill.cli:main" in entry_points
 
