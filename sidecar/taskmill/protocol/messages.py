@@ -6,26 +6,30 @@ arrive from remote workers answering ``worker.execute``). It checks only the
 envelope; each method's ``params`` are checked by :mod:`taskmill.protocol.methods`.
 
 The builders (:func:`request`, :func:`notification`, :func:`result_message`,
-:func:`error_message`) return plain dicts ready for the codec.
+:func:`error_message`) return plain dicts ready for the codec;
+:func:`encode_reply` encodes one, or the error reply that stands in for a
+message the codec refuses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, TypeGuard
+from typing import Any, TypeAlias, TypeGuard, TypeVar
 
-from ..errors import InvalidParams, InvalidRequest, TaskmillError
+from ..errors import InternalError, InvalidParams, InvalidRequest, TaskmillError
 from ..model import JSONValue
 
 __all__ = [
     "JSONRPC_VERSION",
+    "PROTOCOL_VERSION",
     "ErrorResponse",
     "Message",
     "Notification",
     "Request",
     "RequestId",
     "Response",
+    "encode_reply",
     "error_message",
     "notification",
     "parse_message",
@@ -35,6 +39,11 @@ __all__ = [
 ]
 
 JSONRPC_VERSION = "2.0"
+
+PROTOCOL_VERSION = 1
+"""The wire contract version this package implements."""
+
+Frame = TypeVar("Frame", bytes, str)
 
 RequestId: TypeAlias = int | str | None
 """A request id: an integer or a string; ``None`` (JSON ``null``) only in replies
@@ -138,6 +147,21 @@ def error_message(id: RequestId, exc: TaskmillError) -> dict[str, Any]:
         "id": id,
         "error": {"code": exc.code, "message": exc.message, "data": exc.to_data()},
     }
+
+
+def encode_reply(msg: Mapping[str, Any], encode: Callable[[Mapping[str, Any]], Frame]) -> Frame:
+    """Encode ``msg`` with ``encode``; a message the codec refuses (a value
+    that is not JSON, a result over the size limit) is replaced by the error
+    reply to its ``id``, so the peer waiting on it gets an answer.
+
+    Args:
+        msg: The message to send.
+        encode: One of the codec's encoders.
+    """
+    try:
+        return encode(msg)
+    except InternalError as exc:
+        return encode(error_message(msg.get("id"), exc))
 
 
 def _valid_id(value: object) -> TypeGuard[RequestId]:

@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import InvalidParams, NotFound, TaskError, UnknownTaskType
-from ..protocol.methods import ExecuteCompleted, parse_execute_outcome, worker_cancel_notification
+from ..protocol.params.workers import (
+    ExecuteCompleted,
+    cancel_reason,
+    parse_execute_outcome,
+    worker_cancel_notification,
+)
 from ..scheduler.context import TaskContext
 from ..scheduler.core import Scheduler
 from ..scheduler.domain import BoundExecutor
@@ -195,7 +200,5 @@ class WorkerPool:
     @staticmethod
     async def _forward_cancel(worker: RemoteWorker, ctx: TaskContext) -> None:
         await ctx.cancelled.wait()
-        reason = ctx.cancelled.reason or "cancelled"
-        if reason not in ("preempted", "cancelled", "paused", "shutdown"):
-            reason = "cancelled"
+        reason = cancel_reason(ctx.cancelled.reason)
         worker.channel.send_message(worker_cancel_notification(ctx.task_id, reason))

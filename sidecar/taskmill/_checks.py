@@ -1,9 +1,15 @@
-"""Small typed checkers for method parameters.
+"""Small typed checkers, shared by method parameters and the configuration file.
 
 A *check* is a function ``(value, field) -> T`` that returns the value in its
 typed form or raises :class:`~taskmill.errors.InvalidParams` naming ``field``
 (a dotted path such as ``tasks[3].retry.base_ms``). :class:`Fields` reads one
 params object with them, refusing unknown members first.
+
+The wire speaks JSON and the configuration file TOML, and each words a refused
+value its own way (``must be at least 1, got a string`` on the wire,
+``must be >= 1, got str`` in the file): the checks that differ take a
+:class:`Wording`, and the config file (:mod:`taskmill.config`) turns their
+``InvalidParams`` into its ``ConfigError`` in one place.
 """
 
 from __future__ import annotations
@@ -11,18 +17,51 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
-from ..errors import InvalidParams
-from ..model import check_name, split_task_type
+from .errors import InvalidParams
+from .model import check_name, split_task_type
+
+__all__ = [
+    "INT64_MAX",
+    "JSON",
+    "MAX_ITEMS",
+    "MAX_KEYS",
+    "Check",
+    "Fields",
+    "Wording",
+    "boolean",
+    "boolean_check",
+    "choice",
+    "describe",
+    "did_you_mean",
+    "domain",
+    "group",
+    "integer",
+    "join",
+    "list_of",
+    "non_negative",
+    "number",
+    "obj",
+    "one_or_list",
+    "str_map",
+    "string",
+    "string_map",
+    "task_id",
+    "task_type",
+    "wrong_type",
+]
 
 T = TypeVar("T")
+S = TypeVar("S", bound=str)
 Check: TypeAlias = Callable[[Any, str], T]
 
 INT64_MAX = 2**63 - 1
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """The JSON type of ``value`` with its article: ``a string``, ``null``..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -40,9 +79,33 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def wrong_type(field: str, expected: str, value: object) -> InvalidParams:
-    """The error for a value of the wrong JSON type."""
-    return InvalidParams(f"{field} must be {expected}, got {_describe(value)}", field=field)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wording:
+    """How a check words a value it refuses, where wire and config file differ."""
+
+    #: The refused value's type, after "got".
+    describe: Callable[[object], str] = describe
+    #: A lower bound, "at least 1"; ``{}`` is the bound.
+    at_least: str = "at least {}"
+    #: An exclusive lower bound, "greater than 0".
+    greater_than: str = "greater than {}"
+    #: What a boolean is called.
+    boolean: str = "a boolean"
+
+
+JSON = Wording()
+"""The wire's wording (the default)."""
+
+
+def wrong_type(field: str, expected: str, value: object, words: Wording = JSON) -> InvalidParams:
+    """The error for a value of the wrong type."""
+    return InvalidParams(f"{field} must be {expected}, got {words.describe(value)}", field=field)
+
+
+def did_you_mean(name: str, options: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, sorted(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def join(path: str, key: str) -> str:
@@ -50,15 +113,15 @@ def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def integer(minimum: int = 0, maximum: int = INT64_MAX) -> Check[int]:
+def integer(minimum: int = 0, maximum: int = INT64_MAX, *, words: Wording = JSON) -> Check[int]:
     """An integer (never a boolean or a float) within ``minimum..maximum``."""
 
     def check(value: Any, field: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong_type(field, "an integer", value)
+            raise wrong_type(field, "an integer", value, words)
         if not minimum <= value <= maximum:
             if maximum == INT64_MAX:
-                bound = f"at least {minimum}"
+                bound = words.at_least.format(minimum)
             else:
                 bound = f"within {minimum}..{maximum}"
             raise InvalidParams(f"{field} must be {bound}, got {value}", field=field)
@@ -68,17 +131,23 @@ def integer(minimum: int = 0, maximum: int = INT64_MAX) -> Check[int]:
 
 
 def number(
-    minimum: float, maximum: float = math.inf, *, exclusive_minimum: bool = False
+    minimum: float,
+    maximum: float = math.inf,
+    *,
+    exclusive_minimum: bool = False,
+    words: Wording = JSON,
 ) -> Check[float]:
     """A finite number (integer or float, never a boolean) within a range."""
 
     def check(value: Any, field: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise wrong_type(field, "a number", value)
+            raise wrong_type(field, "a number", value, words)
         result = float(value)
         too_low = result <= minimum if exclusive_minimum else result < minimum
         if too_low or result > maximum or not math.isfinite(result):
-            low = f"greater than {minimum:g}" if exclusive_minimum else f"at least {minimum:g}"
+            low = (words.greater_than if exclusive_minimum else words.at_least).format(
+                f"{minimum:g}"
+            )
             bound = low if maximum == math.inf else f"{low} and at most {maximum:g}"
             raise InvalidParams(f"{field} must be {bound}, got {value}", field=field)
         return result
@@ -86,34 +155,60 @@ def number(
     return check
 
 
-def string(*, nonempty: bool = False) -> Check[str]:
-    """A string, optionally required to be non-empty."""
+def string(*, nonempty: bool = False, message: str | None = None) -> Check[str]:
+    """A string, optionally required to be non-empty.
+
+    Args:
+        nonempty: Refuse ``""``.
+        message: One message for every way the value can be wrong, with
+            ``{field}`` for the field.
+    """
 
     def check(value: Any, field: str) -> str:
         if not isinstance(value, str):
+            if message is not None:
+                raise InvalidParams(message.format(field=field), field=field)
             raise wrong_type(field, "a string", value)
         if nonempty and not value:
-            raise InvalidParams(f"{field} must not be empty", field=field)
+            text = message or "{field} must not be empty"
+            raise InvalidParams(text.format(field=field), field=field)
         return value
 
     return check
 
 
-def boolean(value: Any, field: str) -> bool:
-    """A boolean."""
-    if not isinstance(value, bool):
-        raise wrong_type(field, "a boolean", value)
-    return value
+def boolean_check(words: Wording = JSON) -> Check[bool]:
+    """A boolean, refused values worded with ``words``."""
+
+    def check(value: Any, field: str) -> bool:
+        if not isinstance(value, bool):
+            raise wrong_type(field, words.boolean, value, words)
+        return value
+
+    return check
 
 
-def choice(options: Collection[str]) -> Check[str]:
-    """One of the given strings."""
+boolean = boolean_check()
+"""A boolean."""
+
+
+def choice(options: Collection[S], *, message: str | None = None) -> Check[S]:
+    """One of the given strings (typed as they are: a tuple of a ``Literal``
+    type gives a check of that type).
+
+    Args:
+        options: The strings accepted.
+        message: The message for any other value, with ``{field}``.
+    """
     listed = ", ".join(repr(o) for o in options)
 
-    def check(value: Any, field: str) -> str:
-        if not isinstance(value, str) or value not in options:
-            raise InvalidParams(f"{field} must be one of {listed}, got {value!r}", field=field)
-        return value
+    def check(value: Any, field: str) -> S:
+        for option in options:
+            if value == option and isinstance(value, str):
+                return option
+        if message is not None:
+            raise InvalidParams(message.format(field=field), field=field)
+        raise InvalidParams(f"{field} must be one of {listed}, got {value!r}", field=field)
 
     return check
 
@@ -147,18 +242,41 @@ MAX_ITEMS = 10_000
 MAX_KEYS = 256
 
 
-def str_map(value: Any, field: str) -> dict[str, str]:
-    """An object whose values are all strings (tags), at most :data:`MAX_KEYS`."""
-    if not isinstance(value, dict):
-        raise wrong_type(field, "an object of strings", value)
-    if len(value) > MAX_KEYS:
-        raise InvalidParams(
-            f"{field} has {len(value)} keys; at most {MAX_KEYS} are allowed", field=field
-        )
-    for key, item in value.items():
-        if not isinstance(item, str):
-            raise wrong_type(f"{field}.{key}", "a string", item)
-    return dict(value)
+def string_map(
+    max_keys: int | None = MAX_KEYS, *, message: str | None = None
+) -> Check[dict[str, str]]:
+    """An object whose values are all strings (tags), at most ``max_keys`` of them.
+
+    Args:
+        max_keys: The most keys accepted; ``None`` for no limit.
+        message: One message for every way the value can be wrong, with ``{field}``.
+    """
+
+    def refuse(field: str, error: InvalidParams) -> InvalidParams:
+        if message is None:
+            return error
+        return InvalidParams(message.format(field=field), field=field)
+
+    def check(value: Any, field: str) -> dict[str, str]:
+        if not isinstance(value, Mapping):
+            raise refuse(field, wrong_type(field, "an object of strings", value))
+        if max_keys is not None and len(value) > max_keys:
+            raise refuse(
+                field,
+                InvalidParams(
+                    f"{field} has {len(value)} keys; at most {max_keys} are allowed", field=field
+                ),
+            )
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise refuse(field, wrong_type(f"{field}.{key}", "a string", item))
+        return dict(value)
+
+    return check
+
+
+str_map = string_map()
+"""An object of strings (tags), at most :data:`MAX_KEYS` keys."""
 
 
 def list_of(item: Check[T], max_items: int = MAX_ITEMS) -> Check[tuple[T, ...]]:
@@ -191,6 +309,12 @@ def one_or_list(item: Check[T]) -> Check[tuple[T, ...]]:
 
 task_id = integer(0)
 """A task (or schedule) id: a non-negative integer within 64 bits."""
+
+non_negative = integer(0)
+"""A count, a duration or an offset: a non-negative integer within 64 bits."""
+
+group = string(nonempty=True)
+"""A group name: any non-empty string."""
 
 
 class Fields:
@@ -225,9 +349,7 @@ class Fields:
             if hints and key in hints:
                 message += f" ({hints[key]})"
             else:
-                close = difflib.get_close_matches(key, sorted(allowed), n=1)
-                if close:
-                    message += f" (did you mean {close[0]!r}?)"
+                message += did_you_mean(key, allowed)
             raise InvalidParams(message, field=join(path, key))
 
     def name(self, key: str) -> str:
