@@ -10,19 +10,33 @@ taskmill.example.toml at the project root lists every key at its default.
 
 from __future__ import annotations
 
-import difflib
+import functools
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from . import _checks as checks
+from ._checks import Check
 from .errors import InvalidParams
 from .model import IoBudget, RetryPolicy, check_name, parse_priority
 from .scheduler.config import Retention
 from .scheduler.domain import Domain
 
-__all__ = ["ConfigError", "FileConfig", "GroupSettings", "RateLimitSettings", "load_config"]
+__all__ = [
+    "ConfigError",
+    "FileConfig",
+    "GroupSettings",
+    "RateLimitSettings",
+    "load_config",
+    "parse_config",
+    "parse_domain",
+]
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -61,55 +75,53 @@ class FileConfig:
     app_paths: list[str] = field(default_factory=list)
 
 
-Check = Callable[[Any, str], Any]
+# The value checks are the wire's (taskmill._checks), worded for a TOML file;
+# each public function turns their InvalidParams into a ConfigError once.
+_TOML = checks.Wording(
+    describe=lambda value: type(value).__name__,
+    at_least=">= {}",
+    greater_than="> {}",
+    boolean="true or false",
+)
 
 
-def _int(minimum: int = 0) -> Check:
-    def check(v: Any, key: str) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"{key} must be an integer, got {type(v).__name__}")
-        if v < minimum:
-            raise ConfigError(f"{key} must be >= {minimum}, got {v}")
-        return v
-
-    return check
+def _int(minimum: int = 0) -> Check[int]:
+    return checks.integer(minimum, words=_TOML)
 
 
-def _number(minimum: float = 0.0, *, positive: bool = False) -> Check:
-    def check(v: Any, key: str) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ConfigError(f"{key} must be a number, got {type(v).__name__}")
-        if v < minimum or (positive and v <= 0):
-            raise ConfigError(f"{key} must be {'> 0' if positive else f'>= {minimum}'}, got {v}")
-        return float(v)
-
-    return check
-
-
-def _bool(v: Any, key: str) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{key} must be true or false, got {type(v).__name__}")
-    return v
+_positive = checks.number(0, exclusive_minimum=True, words=_TOML)
+_bool = checks.boolean_check(_TOML)
+_str = checks.string(nonempty=True, message="{field} must be a non-empty string")
+_str_map = checks.string_map(None, message="{field} must be a table of strings")
+_ttl_from = checks.choice(
+    ("submission", "first_attempt"), message="{field} must be 'submission' or 'first_attempt'"
+)
+_synchronous_option = checks.choice(
+    ("NORMAL", "FULL"), message="{field} must be one of NORMAL, FULL"
+)
 
 
-def _str(v: Any, key: str) -> str:
-    if not isinstance(v, str) or not v:
-        raise ConfigError(f"{key} must be a non-empty string")
-    return v
+def _synchronous(value: Any, key: str) -> str:
+    return _synchronous_option(value.upper() if isinstance(value, str) else value, key)
 
 
-def _priority(v: Any, key: str) -> int:
-    try:
-        return parse_priority(v, key)
-    except InvalidParams as exc:
-        raise ConfigError(exc.message) from exc
-
-
-def _unknown(key: str, name: str, known: Any) -> ConfigError:
+def _unknown(key: str, name: str, known: Collection[str]) -> ConfigError:
     """``unknown key KEY``, with the nearest known name when one is close."""
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown key {key}{hint}")
+    return ConfigError(f"unknown key {key}{checks.did_you_mean(name, known)}")
+
+
+def _config_errors(parse: Callable[P, T]) -> Callable[P, T]:
+    """Report the checks' ``InvalidParams`` as ``ConfigError`` (the message
+    names the key)."""
+
+    @functools.wraps(parse)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return parse(*args, **kwargs)
+        except InvalidParams as exc:
+            raise ConfigError(exc.message) from exc
+
+    return wrapper
 
 
 _RETRY_KEYS = ("max_retries", "backoff", "base_ms", "max_ms", "multiplier", "jitter")
@@ -122,10 +134,7 @@ def _retry(v: Any, key: str) -> RetryPolicy:
     for name in v:
         if name not in _RETRY_KEYS:
             raise _unknown(f"{key}.{name}", name, _RETRY_KEYS)
-    try:
-        return RetryPolicy.from_mapping(v, key)
-    except InvalidParams as exc:
-        raise ConfigError(exc.message.replace("unknown field", f"unknown key in {key}:")) from exc
+    return RetryPolicy.from_mapping(v, key)
 
 
 def _io(v: Any, key: str) -> IoBudget:
@@ -134,20 +143,11 @@ def _io(v: Any, key: str) -> IoBudget:
     for name in v:
         if name not in _IO_KEYS:
             raise _unknown(f"{key}.{name}", name, _IO_KEYS)
-    try:
-        return IoBudget.from_mapping(v, key)
-    except InvalidParams as exc:
-        raise ConfigError(f"{exc.field or key}: {exc.message}") from exc
-
-
-def _ttl_from(v: Any, key: str) -> str:
-    if v not in ("submission", "first_attempt"):
-        raise ConfigError(f"{key} must be 'submission' or 'first_attempt'")
-    return str(v)
+    return IoBudget.from_mapping(v, key)
 
 
 def _table(
-    value: Any, key: str, schema: Mapping[str, Check], *, extra: frozenset[str] = frozenset()
+    value: Any, key: str, schema: Mapping[str, Check[Any]], *, extra: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"{key} must be a table")
@@ -163,77 +163,63 @@ def _table(
     return out
 
 
-_SCHEDULER: dict[str, Check] = {
+_SCHEDULER: dict[str, Check[Any]] = {
     "max_concurrency": _int(0),
     "max_retries": _int(0),
-    "preempt_priority": _priority,
+    "preempt_priority": parse_priority,
     "poll_interval_ms": _int(1),
     "drain_timeout_ms": _int(0),
     "default_ttl_ms": _int(1),
     "expiry_sweep_interval_ms": _int(1),
     "default_group_concurrency": _int(0),
-    "default_group_weight": _number(positive=True),
+    "default_group_weight": _positive,
     "resource_monitoring": _bool,
-    "bandwidth_limit_bps": _number(positive=True),
-    "default_priority": _priority,
-    "synchronous": lambda v, k: _choice(v, k, ("NORMAL", "FULL")),
+    "bandwidth_limit_bps": _positive,
+    "default_priority": parse_priority,
+    "synchronous": _synchronous,
 }
 
-_AGING: dict[str, Check] = {
+_AGING: dict[str, Check[Any]] = {
     "grace_period_ms": _int(0),
     "aging_interval_ms": _int(1),
-    "max_effective_priority": _priority,
-    "urgent_threshold": _priority,
+    "max_effective_priority": parse_priority,
+    "urgent_threshold": parse_priority,
 }
 
-_RETENTION: dict[str, Check] = {
+_RETENTION: dict[str, Check[Any]] = {
     "max_count": _int(0),
-    "max_age_days": _number(positive=True),
+    "max_age_days": _positive,
     "prune_interval": _int(1),
 }
 
-_GROUP: dict[str, Check] = {
+_GROUP: dict[str, Check[Any]] = {
     "limit": _int(0),
-    "weight": _number(positive=True),
+    "weight": _positive,
     "min_slots": _int(0),
 }
 
-_RATE: dict[str, Check] = {"per_second": _number(positive=True), "burst": _int(1)}
+_RATE: dict[str, Check[Any]] = {"per_second": _positive, "burst": _int(1)}
 
-_DOMAIN: dict[str, Check] = {
+_DOMAIN: dict[str, Check[Any]] = {
     "max_concurrency": _int(0),
-    "default_priority": _priority,
+    "default_priority": parse_priority,
     "default_ttl_ms": _int(1),
     "default_group": _str,
     "default_retry": _retry,
-    "default_tags": lambda v, k: _str_map(v, k),
+    "default_tags": _str_map,
 }
 
-_TYPE: dict[str, Check] = {
-    "priority": _priority,
+_TYPE: dict[str, Check[Any]] = {
+    "priority": parse_priority,
     "expected_io": _io,
     "ttl_ms": _int(1),
     "ttl_from": _ttl_from,
     "group": _str,
     "retry": _retry,
     "max_concurrency": _int(0),
-    "tags": lambda v, k: _str_map(v, k),
+    "tags": _str_map,
     "timeout_ms": _int(1),
 }
-
-
-def _choice(v: Any, key: str, options: tuple[str, ...]) -> str:
-    if not isinstance(v, str) or v.upper() not in options:
-        raise ConfigError(f"{key} must be one of {', '.join(options)}")
-    return v.upper()
-
-
-def _str_map(v: Any, key: str) -> dict[str, str]:
-    if not isinstance(v, Mapping) or not all(
-        isinstance(a, str) and isinstance(b, str) for a, b in v.items()
-    ):
-        raise ConfigError(f"{key} must be a table of strings")
-    return dict(v)
 
 
 def _str_list(v: Any, key: str) -> list[str]:
@@ -251,13 +237,14 @@ def _app_specs(v: Any, key: str) -> list[str]:
     return specs
 
 
-_APP: dict[str, Check] = {"modules": _app_specs, "paths": _str_list}
+_APP: dict[str, Check[Any]] = {"modules": _app_specs, "paths": _str_list}
 
 _TOP = frozenset(
     {"scheduler", "retention", "groups", "rate_limits", "group_rate_limits", "domains", "app"}
 )
 
 
+@_config_errors
 def parse_config(data: Mapping[str, Any]) -> FileConfig:
     """Validate a parsed TOML document.
 
@@ -297,7 +284,7 @@ def parse_config(data: Mapping[str, Any]) -> FileConfig:
                 raise ConfigError(f"{section}.{name}.per_second is required")
             rates[name] = RateLimitSettings(**vals)
     for name, value in _named_tables(data, "domains"):
-        cfg.domains.append(_domain(name, value))
+        cfg.domains.append(parse_domain(name, value))
     return cfg
 
 
@@ -310,12 +297,16 @@ def _named_tables(data: Mapping[str, Any], section: str) -> list[tuple[str, Any]
     return list(value.items())
 
 
-def _domain(name: str, value: Any) -> Domain:
+@_config_errors
+def parse_domain(name: str, value: Any) -> Domain:
+    """Validate one ``[domains.NAME]`` table (its ``types`` included); also
+    the schema of a type a remote worker declares inline.
+
+    Raises:
+        ConfigError: naming the first bad key (``domains.NAME.…``).
+    """
     key = f"domains.{name}"
-    try:
-        check_name(name, key)
-    except InvalidParams as exc:
-        raise ConfigError(exc.message) from exc
+    check_name(name, key)
     d = _table(value, key, _DOMAIN, extra=frozenset({"types"}))
     domain = Domain(
         name,
@@ -331,13 +322,13 @@ def _domain(name: str, value: Any) -> Domain:
         raise ConfigError(f"{key}.types must be a table")
     for tname, tvalue in types.items():
         tkey = f"{key}.types.{tname}"
-        try:
-            check_name(tname, tkey)
-        except InvalidParams as exc:
-            raise ConfigError(exc.message) from exc
+        check_name(tname, tkey)
         t = _table(tvalue, tkey, _TYPE)
         domain.register(tname, None, source="config", **t)
     return domain
+
+
+_domain = parse_domain  # the name server/app.py imports until it uses parse_domain
 
 
 def load_config(path: str | Path) -> FileConfig:
