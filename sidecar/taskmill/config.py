@@ -328,9 +328,6 @@ def parse_domain(name: str, value: Any) -> Domain:
     return domain
 
 
-_domain = parse_domain  # the name server/app.py imports until it uses parse_domain
-
-
 def load_config(path: str | Path) -> FileConfig:
     """Read and validate a TOML configuration file.
 

@@ -1,329 +1,455 @@
 """The sidecar's methods: validated params in, scheduler calls, wire results out.
 
-Each handler takes the calling :class:`~taskmill.server.session.Session` and
-the params object :mod:`taskmill.protocol.methods` produced, and returns the
-JSON result. Errors are :class:`~taskmill.errors.TaskmillError` subclasses,
-which the session turns into error responses.
+:data:`HANDLERS` is the method table: for every method of the contract, the
+params parser of :mod:`taskmill.protocol.params` and the handler that takes
+what it returns (bound by :func:`~taskmill.server.session.bind`, so mypy
+checks that they agree). Each handler gets a :class:`~taskmill.server.session.Call`
+(scheduler, session, host) and returns the JSON result. Errors are
+:class:`~taskmill.errors.TaskmillError` subclasses, which the session turns
+into error responses. The sidecar hands the table to its sessions
+(``server/app.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-from .._version import __version__
-from ..errors import InvalidParams, MethodNotFound, NotFound
+from ..errors import InvalidParams, LimitExceeded, NotFound, UnknownTaskType
 from ..filters import TaskFilter
-from ..protocol import methods as m
+from ..model import Submission
+from ..protocol.methods import METHODS
+from ..protocol.params.control import (
+    DomainParams,
+    DomainSetMaxConcurrencyParams,
+    GroupParams,
+    GroupPauseParams,
+    GroupSetValueParams,
+    GroupSetWeightParams,
+    OptionalDomainParams,
+    PressureSetParams,
+    RateLimitSetParams,
+    RateLimitTargetParams,
+    SetMaxConcurrencyParams,
+    parse_domain,
+    parse_domain_set_max_concurrency,
+    parse_group,
+    parse_group_pause,
+    parse_group_set_value,
+    parse_group_set_weight,
+    parse_optional_domain,
+    parse_pressure_set,
+    parse_rate_limit_remove,
+    parse_rate_limit_set,
+    parse_set_max_concurrency,
+)
+from ..protocol.params.events import (
+    EventsSubscribeParams,
+    EventsUnsubscribeParams,
+    parse_events_subscribe,
+    parse_events_unsubscribe,
+)
+from ..protocol.params.session import (
+    NoParams,
+    SessionHelloParams,
+    ShutdownParams,
+    parse_no_params,
+    parse_session_hello,
+    parse_shutdown,
+)
+from ..protocol.params.tasks import (
+    CancelWhereParams,
+    HistoryListParams,
+    HistoryStatsParams,
+    IdParams,
+    SubmitBatchParams,
+    TagsKeysParams,
+    TagsValuesParams,
+    TaskListParams,
+    TaskLookupParams,
+    TaskSetPriorityParams,
+    parse_cancel_where,
+    parse_history_list,
+    parse_history_stats,
+    parse_id,
+    parse_submission,
+    parse_submit_batch,
+    parse_tags_keys,
+    parse_tags_values,
+    parse_task_list,
+    parse_task_lookup,
+    parse_task_set_priority,
+    submit_batch_steps,
+)
+from ..protocol.params.workers import (
+    SpawnChildParams,
+    WorkerIoParams,
+    WorkerProgressParams,
+    WorkerRegisterParams,
+    WorkerUnregisterParams,
+    parse_worker_io,
+    parse_worker_progress,
+    parse_worker_register,
+    parse_worker_spawn_child,
+    parse_worker_unregister,
+)
+from .session import MAX_WORKER_TYPES, Call, Methods, bind, bind_notification
 
-if TYPE_CHECKING:
-    from .session import Session
+__all__ = ["HANDLERS", "JSONObject"]
 
-__all__ = ["HANDLERS", "Handler"]
-
-Handler = Callable[["Session", Any], Awaitable[Any]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handler(name: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        HANDLERS[name] = fn
-        return fn
-
-    return deco
+JSONObject = Mapping[str, object]
+"""A result whose members the handler passes on as they are (records,
+snapshots); the codec checks them."""
 
 
 # -- session and sidecar -----------------------------------------------------
 
 
-@handler("session.hello")
-async def session_hello(s: Session, p: m.SessionHelloParams) -> Any:
-    return s.hello(p)
+async def session_hello(call: Call, params: SessionHelloParams) -> JSONObject:
+    return call.session.hello(params)
 
 
-@handler("sidecar.info")
-async def sidecar_info(s: Session, p: m.NoParams) -> Any:
-    return s.app.info()
+async def sidecar_info(call: Call, params: NoParams) -> JSONObject:
+    return call.host.info()
 
 
-@handler("sidecar.shutdown")
-async def sidecar_shutdown(s: Session, p: m.ShutdownParams) -> Any:
-    s.app.request_shutdown(p.mode, p.timeout_ms)
+async def sidecar_shutdown(call: Call, params: ShutdownParams) -> JSONObject:
+    call.host.request_shutdown(params.mode, params.timeout_ms)
     return {}
 
 
 # -- tasks -------------------------------------------------------------------
 
 
-@handler("task.submit")
-async def task_submit(s: Session, p: Any) -> Any:
-    (res,) = await s.app.scheduler.submit_many([p])
+async def task_submit(call: Call, params: Submission) -> JSONObject:
+    (res,) = await call.scheduler.submit_many([params])
     return res.to_dict()
 
 
-@handler("task.submit_batch")
-async def task_submit_batch(s: Session, p: m.SubmitBatchParams) -> Any:
-    if not p.tasks:
+async def task_submit_batch(call: Call, params: SubmitBatchParams) -> JSONObject:
+    if not params.tasks:
         return {"outcomes": []}
-    results = await s.app.scheduler.submit_many(list(p.tasks))
+    results = await call.scheduler.submit_many(list(params.tasks))
     outcomes = []
-    for i, r in enumerate(results):
+    for i, result in enumerate(results):
         if i and i % 2000 == 0:
             await asyncio.sleep(0)  # 100,000 outcomes take ~50 ms to build
-        outcomes.append(r.to_dict())
+        outcomes.append(result.to_dict())
     return {"outcomes": outcomes}
 
 
-@handler("task.get")
-async def task_get(s: Session, p: m.IdParams) -> Any:
-    return (await s.app.scheduler.get(p.id)).to_dict()
+async def task_get(call: Call, params: IdParams) -> JSONObject:
+    return (await call.scheduler.get(params.id)).to_dict()
 
 
-@handler("task.lookup")
-async def task_lookup(s: Session, p: m.TaskLookupParams) -> Any:
-    where, rec = await s.app.scheduler.lookup(p.task_type, p.key)
-    out: dict[str, Any] = {"where": where}
+async def task_lookup(call: Call, params: TaskLookupParams) -> JSONObject:
+    where, rec = await call.scheduler.lookup(params.task_type, params.key)
+    out: dict[str, object] = {"where": where}
     if rec is not None:
         out["record"] = rec.to_dict()
     return out
 
 
-def _filter(p: m.TaskListParams | m.CancelWhereParams) -> TaskFilter:
+def _filter(params: TaskListParams | CancelWhereParams) -> TaskFilter:
     return TaskFilter(
-        status=None if p.status is None else [st.value for st in p.status],
-        domain=p.domain,
-        task_type=p.task_type,
-        group=p.group,
-        tags=p.tags or None,
-        tag_prefix=p.tag_prefix or None,
+        status=None if params.status is None else [st.value for st in params.status],
+        domain=params.domain,
+        task_type=params.task_type,
+        group=params.group,
+        tags=params.tags or None,
+        tag_prefix=params.tag_prefix or None,
     )
 
 
-@handler("task.list")
-async def task_list(s: Session, p: m.TaskListParams) -> Any:
-    tasks, total = await s.app.scheduler.list_tasks(_filter(p), limit=p.limit, offset=p.offset)
-    return {"tasks": [t.to_dict() for t in tasks], "total": total}
-
-
-@handler("task.cancel")
-async def task_cancel(s: Session, p: m.IdParams) -> Any:
-    return {"cancelled": await s.app.scheduler.cancel(p.id)}
-
-
-@handler("task.cancel_where")
-async def task_cancel_where(s: Session, p: m.CancelWhereParams) -> Any:
-    return {"cancelled": await s.app.scheduler.cancel_where(_filter(p))}
-
-
-@handler("task.set_priority")
-async def task_set_priority(s: Session, p: m.TaskSetPriorityParams) -> Any:
-    return {"updated": await s.app.scheduler.set_priority(p.id, p.priority)}
-
-
-@handler("task.retry_dead_letter")
-async def task_retry_dead_letter(s: Session, p: m.IdParams) -> Any:
-    return (await s.app.scheduler.retry_dead_letter(p.id)).to_dict()
-
-
-@handler("history.list")
-async def history_list(s: Session, p: m.HistoryListParams) -> Any:
-    tasks, total = await s.app.scheduler.history(
-        status=None if p.status is None else [st.value for st in p.status],
-        task_type=p.task_type,
-        key=p.key,
-        limit=p.limit,
-        offset=p.offset,
+async def task_list(call: Call, params: TaskListParams) -> JSONObject:
+    tasks, total = await call.scheduler.list_tasks(
+        _filter(params), limit=params.limit, offset=params.offset
     )
     return {"tasks": [t.to_dict() for t in tasks], "total": total}
 
 
-@handler("history.stats")
-async def history_stats(s: Session, p: m.HistoryStatsParams) -> Any:
-    return await s.app.scheduler.history_stats(p.task_type)
+async def task_cancel(call: Call, params: IdParams) -> dict[str, bool]:
+    return {"cancelled": await call.scheduler.cancel(params.id)}
 
 
-@handler("dependencies.get")
-async def dependencies_get(s: Session, p: m.IdParams) -> Any:
-    return await s.app.scheduler.dependencies(p.id)
+async def task_cancel_where(call: Call, params: CancelWhereParams) -> dict[str, list[int]]:
+    return {"cancelled": await call.scheduler.cancel_where(_filter(params))}
 
 
-@handler("tags.values")
-async def tags_values(s: Session, p: m.TagsValuesParams) -> Any:
-    return {"values": await s.app.scheduler.tag_values(p.key, domain=p.domain)}
+async def task_set_priority(call: Call, params: TaskSetPriorityParams) -> dict[str, bool]:
+    return {"updated": await call.scheduler.set_priority(params.id, params.priority)}
 
 
-@handler("tags.keys")
-async def tags_keys(s: Session, p: m.TagsKeysParams) -> Any:
-    return {"keys": await s.app.scheduler.tag_keys(p.prefix, domain=p.domain)}
+async def task_retry_dead_letter(call: Call, params: IdParams) -> JSONObject:
+    return (await call.scheduler.retry_dead_letter(params.id)).to_dict()
+
+
+async def history_list(call: Call, params: HistoryListParams) -> JSONObject:
+    tasks, total = await call.scheduler.history(
+        status=None if params.status is None else [st.value for st in params.status],
+        task_type=params.task_type,
+        key=params.key,
+        limit=params.limit,
+        offset=params.offset,
+    )
+    return {"tasks": [t.to_dict() for t in tasks], "total": total}
+
+
+async def history_stats(call: Call, params: HistoryStatsParams) -> JSONObject:
+    return await call.scheduler.history_stats(params.task_type)
+
+
+async def dependencies_get(call: Call, params: IdParams) -> dict[str, list[int]]:
+    return await call.scheduler.dependencies(params.id)
+
+
+async def tags_values(call: Call, params: TagsValuesParams) -> JSONObject:
+    return {"values": await call.scheduler.tag_values(params.key, domain=params.domain)}
+
+
+async def tags_keys(call: Call, params: TagsKeysParams) -> dict[str, list[str]]:
+    return {"keys": await call.scheduler.tag_keys(params.prefix, domain=params.domain)}
 
 
 # -- scheduler control -------------------------------------------------------
 
 
-@handler("scheduler.snapshot")
-async def scheduler_snapshot(s: Session, p: m.OptionalDomainParams) -> Any:
-    return await s.app.scheduler.snapshot(p.domain)
+async def scheduler_snapshot(call: Call, params: OptionalDomainParams) -> JSONObject:
+    return await call.scheduler.snapshot(params.domain)
 
 
-@handler("scheduler.pause")
-async def scheduler_pause(s: Session, p: m.NoParams) -> Any:
-    await s.app.scheduler.pause()
+async def scheduler_pause(call: Call, params: NoParams) -> JSONObject:
+    await call.scheduler.pause()
     return {}
 
 
-@handler("scheduler.resume")
-async def scheduler_resume(s: Session, p: m.NoParams) -> Any:
-    await s.app.scheduler.resume()
+async def scheduler_resume(call: Call, params: NoParams) -> JSONObject:
+    await call.scheduler.resume()
     return {}
 
 
-@handler("scheduler.set_max_concurrency")
-async def scheduler_set_max_concurrency(s: Session, p: m.SetMaxConcurrencyParams) -> Any:
-    s.app.scheduler.set_max_concurrency(p.value)
+async def scheduler_set_max_concurrency(call: Call, params: SetMaxConcurrencyParams) -> JSONObject:
+    call.scheduler.set_max_concurrency(params.value)
     return {}
 
 
-@handler("scheduler.metrics")
-async def scheduler_metrics(s: Session, p: m.NoParams) -> Any:
-    return await s.app.scheduler.metrics_snapshot()
+async def scheduler_metrics(call: Call, params: NoParams) -> JSONObject:
+    return await call.scheduler.metrics_snapshot()
 
 
-@handler("domain.set_max_concurrency")
-async def domain_set_max_concurrency(s: Session, p: m.DomainSetMaxConcurrencyParams) -> Any:
-    s.app.scheduler.set_domain_max_concurrency(p.domain, p.value)
+async def domain_set_max_concurrency(
+    call: Call, params: DomainSetMaxConcurrencyParams
+) -> JSONObject:
+    call.scheduler.set_domain_max_concurrency(params.domain, params.value)
     return {}
 
 
-@handler("domain.pause")
-async def domain_pause(s: Session, p: m.DomainParams) -> Any:
-    return {"count": await s.app.scheduler.pause_domain(p.domain)}
+async def domain_pause(call: Call, params: DomainParams) -> dict[str, int]:
+    return {"count": await call.scheduler.pause_domain(params.domain)}
 
 
-@handler("domain.resume")
-async def domain_resume(s: Session, p: m.DomainParams) -> Any:
-    return {"count": await s.app.scheduler.resume_domain(p.domain)}
+async def domain_resume(call: Call, params: DomainParams) -> dict[str, int]:
+    return {"count": await call.scheduler.resume_domain(params.domain)}
 
 
-@handler("group.pause")
-async def group_pause(s: Session, p: m.GroupPauseParams) -> Any:
-    return await s.app.scheduler.pause_group(p.group, p.duration_ms)
+async def group_pause(call: Call, params: GroupPauseParams) -> dict[str, int]:
+    return await call.scheduler.pause_group(params.group, params.duration_ms)
 
 
-@handler("group.resume")
-async def group_resume(s: Session, p: m.GroupParams) -> Any:
-    return {"resumed": await s.app.scheduler.resume_group(p.group)}
+async def group_resume(call: Call, params: GroupParams) -> dict[str, int]:
+    return {"resumed": await call.scheduler.resume_group(params.group)}
 
 
-@handler("group.set_limit")
-async def group_set_limit(s: Session, p: m.GroupSetValueParams) -> Any:
-    s.app.scheduler.set_group_limit(p.group, p.value)
+async def group_set_limit(call: Call, params: GroupSetValueParams) -> JSONObject:
+    call.scheduler.set_group_limit(params.group, params.value)
     return {}
 
 
-@handler("group.set_weight")
-async def group_set_weight(s: Session, p: m.GroupSetWeightParams) -> Any:
-    s.app.scheduler.set_group_weight(p.group, p.weight)
+async def group_set_weight(call: Call, params: GroupSetWeightParams) -> JSONObject:
+    call.scheduler.set_group_weight(params.group, params.weight)
     return {}
 
 
-@handler("group.set_min_slots")
-async def group_set_min_slots(s: Session, p: m.GroupSetValueParams) -> Any:
-    s.app.scheduler.set_group_min_slots(p.group, p.value)
+async def group_set_min_slots(call: Call, params: GroupSetValueParams) -> JSONObject:
+    call.scheduler.set_group_min_slots(params.group, params.value)
     return {}
 
 
-@handler("rate_limit.set")
-async def rate_limit_set(s: Session, p: m.RateLimitSetParams) -> Any:
-    s.app.scheduler.set_rate_limit(
-        task_type=p.task_type, group=p.group, per_second=p.per_second, burst=p.burst
+async def rate_limit_set(call: Call, params: RateLimitSetParams) -> JSONObject:
+    call.scheduler.set_rate_limit(
+        task_type=params.task_type,
+        group=params.group,
+        per_second=params.per_second,
+        burst=params.burst,
     )
     return {}
 
 
-@handler("rate_limit.remove")
-async def rate_limit_remove(s: Session, p: m.RateLimitTargetParams) -> Any:
-    s.app.scheduler.remove_rate_limit(task_type=p.task_type, group=p.group)
+async def rate_limit_remove(call: Call, params: RateLimitTargetParams) -> JSONObject:
+    call.scheduler.remove_rate_limit(task_type=params.task_type, group=params.group)
     return {}
 
 
-@handler("recurring.list")
-async def recurring_list(s: Session, p: m.OptionalDomainParams) -> Any:
-    return {"schedules": await s.app.scheduler.recurring_list(p.domain)}
+async def recurring_list(call: Call, params: OptionalDomainParams) -> JSONObject:
+    return {"schedules": await call.scheduler.recurring_list(params.domain)}
 
 
-@handler("recurring.pause")
-async def recurring_pause(s: Session, p: m.IdParams) -> Any:
-    await s.app.scheduler.pause_recurring(p.id)
+async def recurring_pause(call: Call, params: IdParams) -> JSONObject:
+    await call.scheduler.pause_recurring(params.id)
     return {}
 
 
-@handler("recurring.resume")
-async def recurring_resume(s: Session, p: m.IdParams) -> Any:
-    await s.app.scheduler.resume_recurring(p.id)
+async def recurring_resume(call: Call, params: IdParams) -> JSONObject:
+    await call.scheduler.resume_recurring(params.id)
     return {}
 
 
-@handler("recurring.cancel")
-async def recurring_cancel(s: Session, p: m.IdParams) -> Any:
-    await s.app.scheduler.cancel_recurring(p.id)
+async def recurring_cancel(call: Call, params: IdParams) -> JSONObject:
+    await call.scheduler.cancel_recurring(params.id)
     return {}
 
 
-@handler("pressure.set")
-async def pressure_set(s: Session, p: m.PressureSetParams) -> Any:
-    s.app.scheduler.set_pressure(p.source, p.value)
+async def pressure_set(call: Call, params: PressureSetParams) -> JSONObject:
+    call.scheduler.set_pressure(params.source, params.value)
     return {}
 
 
 # -- events ------------------------------------------------------------------
 
 
-@handler("events.subscribe")
-async def events_subscribe(s: Session, p: m.EventsSubscribeParams) -> Any:
-    return {"subscription": s.subscribe(p.filter)}
+async def events_subscribe(call: Call, params: EventsSubscribeParams) -> dict[str, int]:
+    return {"subscription": call.session.subscribe(params.filter)}
 
 
-@handler("events.unsubscribe")
-async def events_unsubscribe(s: Session, p: m.EventsUnsubscribeParams) -> Any:
-    if not s.unsubscribe(p.subscription):
-        raise NotFound(f"no subscription {p.subscription}", field="subscription")
+async def events_unsubscribe(call: Call, params: EventsUnsubscribeParams) -> JSONObject:
+    if not call.session.unsubscribe(params.subscription):
+        raise NotFound(f"no subscription {params.subscription}", field="subscription")
     return {}
 
 
 # -- remote workers ----------------------------------------------------------
 
 
-@handler("worker.register")
-async def worker_register(s: Session, p: m.WorkerRegisterParams) -> Any:
-    return {"worker": await s.register_worker(p)}
+async def worker_register(call: Call, params: WorkerRegisterParams) -> dict[str, str]:
+    workers = call.host.workers
+    served = {t for w in workers.by_channel(call.session) for t in w.task_types}
+    wanted = served | {t.task_type for t in params.task_types}
+    if len(wanted) > MAX_WORKER_TYPES:
+        raise LimitExceeded(
+            "worker_types",
+            MAX_WORKER_TYPES,
+            f"the workers of a connection serve at most {MAX_WORKER_TYPES} task types "
+            f"together ({len(served)} already)",
+            field="task_types",
+        )
+    registry = call.scheduler.registry
+    for i, t in enumerate(params.task_types):
+        if t.config is None and registry.find(t.task_type) is None:
+            raise UnknownTaskType(
+                f"task type {t.task_type!r} is not declared; pass a config to declare it",
+                field=f"task_types[{i}]",
+            )
+    for t in params.task_types:
+        if t.config is not None:
+            call.host.declare_type(t.task_type, t.config, source="worker")
+            await call.scheduler.remember_worker_type(t.task_type, t.config)
+    worker = workers.register(
+        call.session, frozenset(t.task_type for t in params.task_types), params.concurrency
+    )
+    return {"worker": worker.id}
 
 
-@handler("worker.unregister")
-async def worker_unregister(s: Session, p: m.WorkerUnregisterParams) -> Any:
-    await s.app.workers.unregister(p.worker, s)
+async def worker_unregister(call: Call, params: WorkerUnregisterParams) -> JSONObject:
+    await call.host.workers.unregister(params.worker, call.session)
     return {}
 
 
-@handler("worker.spawn_child")
-async def worker_spawn_child(s: Session, p: m.SpawnChildParams) -> Any:
-    ctx = s.app.workers.find_run(s, p.task_id)
+async def worker_spawn_child(call: Call, params: SpawnChildParams) -> JSONObject:
+    ctx = call.host.workers.find_run(call.session, params.task_id)
     if ctx is None:
         raise InvalidParams(
-            f"task {p.task_id} is not running on a worker of this connection", field="task_id"
+            f"task {params.task_id} is not running on a worker of this connection",
+            field="task_id",
         )
-    (res,) = await s.app.scheduler.submit_many([p.submission], parent=ctx.record)
+    (res,) = await call.scheduler.submit_many([params.submission], parent=ctx.record)
     return res.to_dict()
 
 
-def find(method: str) -> Handler:
-    """The handler of ``method``.
+def worker_progress(call: Call, params: WorkerProgressParams) -> None:
+    ctx = call.host.workers.find_run(call.session, params.task_id)
+    if ctx is not None:
+        ctx.progress.report(params.percent, params.message)
 
-    Raises:
-        MethodNotFound: the method exists in the contract but its feature is not
-            available in this sidecar, or it does not exist at all.
-    """
-    fn = HANDLERS.get(method)
-    if fn is None:
-        raise MethodNotFound(f"method {method!r} is not available in taskmill {__version__}")
-    return fn
+
+def worker_io(call: Call, params: WorkerIoParams) -> None:
+    ctx = call.host.workers.find_run(call.session, params.task_id)
+    if ctx is not None:
+        io = params.io
+        ctx.record_read_bytes(io.disk_read)
+        ctx.record_write_bytes(io.disk_write)
+        ctx.record_net_rx_bytes(io.net_rx)
+        ctx.record_net_tx_bytes(io.net_tx)
+
+
+# -- the table ---------------------------------------------------------------
+
+HANDLERS: Methods = {
+    "session.hello": bind(parse_session_hello, session_hello, while_closing=True),
+    "sidecar.info": bind(parse_no_params, sidecar_info, while_closing=True),
+    "sidecar.shutdown": bind(parse_shutdown, sidecar_shutdown),
+    "task.submit": bind(parse_submission, task_submit),
+    "task.submit_batch": bind(parse_submit_batch, task_submit_batch, steps=submit_batch_steps),
+    "task.get": bind(parse_id, task_get),
+    "task.lookup": bind(parse_task_lookup, task_lookup),
+    "task.list": bind(parse_task_list, task_list),
+    "task.cancel": bind(parse_id, task_cancel),
+    "task.cancel_where": bind(parse_cancel_where, task_cancel_where),
+    "task.set_priority": bind(parse_task_set_priority, task_set_priority),
+    "task.retry_dead_letter": bind(parse_id, task_retry_dead_letter),
+    "history.list": bind(parse_history_list, history_list),
+    "history.stats": bind(parse_history_stats, history_stats),
+    "dependencies.get": bind(parse_id, dependencies_get),
+    "tags.values": bind(parse_tags_values, tags_values),
+    "tags.keys": bind(parse_tags_keys, tags_keys),
+    "scheduler.snapshot": bind(parse_optional_domain, scheduler_snapshot),
+    "scheduler.pause": bind(parse_no_params, scheduler_pause),
+    "scheduler.resume": bind(parse_no_params, scheduler_resume),
+    "scheduler.set_max_concurrency": bind(parse_set_max_concurrency, scheduler_set_max_concurrency),
+    "scheduler.metrics": bind(parse_no_params, scheduler_metrics),
+    "domain.pause": bind(parse_domain, domain_pause),
+    "domain.resume": bind(parse_domain, domain_resume),
+    "domain.set_max_concurrency": bind(
+        parse_domain_set_max_concurrency, domain_set_max_concurrency
+    ),
+    "group.pause": bind(parse_group_pause, group_pause),
+    "group.resume": bind(parse_group, group_resume),
+    "group.set_limit": bind(parse_group_set_value, group_set_limit),
+    "group.set_weight": bind(parse_group_set_weight, group_set_weight),
+    "group.set_min_slots": bind(parse_group_set_value, group_set_min_slots),
+    "rate_limit.set": bind(parse_rate_limit_set, rate_limit_set),
+    "rate_limit.remove": bind(parse_rate_limit_remove, rate_limit_remove),
+    "recurring.list": bind(parse_optional_domain, recurring_list),
+    "recurring.pause": bind(parse_id, recurring_pause),
+    "recurring.resume": bind(parse_id, recurring_resume),
+    "recurring.cancel": bind(parse_id, recurring_cancel),
+    "pressure.set": bind(parse_pressure_set, pressure_set),
+    "events.subscribe": bind(parse_events_subscribe, events_subscribe),
+    "events.unsubscribe": bind(parse_events_unsubscribe, events_unsubscribe),
+    "worker.register": bind(parse_worker_register, worker_register),
+    "worker.unregister": bind(parse_worker_unregister, worker_unregister),
+    "worker.progress": bind_notification(parse_worker_progress, worker_progress),
+    "worker.io": bind_notification(parse_worker_io, worker_io),
+    "worker.spawn_child": bind(parse_worker_spawn_child, worker_spawn_child),
+}
+"""Every method of the contract (:data:`taskmill.protocol.methods.METHODS`,
+same names, same parsers) with what the sidecar does with it."""
+
+
+def _same_as_the_contract(table: Methods, contract: Mapping[str, Any]) -> None:
+    for name in table.keys() | contract.keys():
+        if name not in table or name not in contract or table[name].parse is not contract[name]:
+            raise AssertionError(f"server/api.py and protocol/methods.py disagree on {name!r}")
+
+
+_same_as_the_contract(HANDLERS, METHODS)

@@ -24,20 +24,21 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from .._version import __version__
-from ..config import ConfigError, FileConfig, _domain
+from ..config import ConfigError, FileConfig, parse_domain
 from ..errors import DatabaseInUse, InvalidParams, StorageError
-from ..protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, LineDecoder
-from ..protocol.messages import notification
-from ..protocol.methods import PROTOCOL_VERSION
+from ..protocol.codec import DEFAULT_MAX_MESSAGE_BYTES, DecodedItem, LineDecoder
+from ..protocol.messages import PROTOCOL_VERSION, notification
+from ..protocol.params.session import ShutdownMode
 from ..scheduler.config import SchedulerConfig
 from ..scheduler.core import Scheduler
 from ..scheduler.domain import Domain
 from ..store.store import rescue_running
+from .api import HANDLERS
 from .lifeline import Lifeline
-from .session import Session
+from .session import Sessions
 from .stdio import LineWriter, StdinReader
 from .workers import WorkerPool
-from .ws import DEFAULT_ORIGINS, start_ws_server
+from .ws import DEFAULT_ORIGINS, ConnectionGate, start_ws_server
 
 __all__ = ["Sidecar", "SidecarOptions"]
 
@@ -71,7 +72,8 @@ class SidecarOptions:
 
 
 class Sidecar:
-    """One running sidecar."""
+    """One running sidecar: the :class:`~taskmill.server.session.Host` of its
+    sessions, which it builds with the method table of :mod:`.api`."""
 
     def __init__(
         self,
@@ -87,16 +89,16 @@ class Sidecar:
         self.workers = WorkerPool(self.scheduler)
         self.scheduler.remote = self.workers
         self.token = options.env_token or secrets.token_urlsafe(32)
-        self.sessions: set[Session] = set()
+        self.sessions = Sessions(self, HANDLERS)
         self.ws_url: str | None = None
         self.closing = False
         self._stdin = stdin
         self._stdout = stdout
-        self._shutdown: asyncio.Future[tuple[str, int | None]] | None = None
+        self._shutdown: asyncio.Future[tuple[ShutdownMode, int | None]] | None = None
         self._writer: LineWriter | None = None
         self.lifeline: Lifeline | None = None
         #: The WebSocket connection gate, while serving WebSocket.
-        self.ws_gate: Any = None
+        self.ws_gate: ConnectionGate | None = None
 
     # -- what the methods need ---------------------------------------------
 
@@ -157,7 +159,7 @@ class Sidecar:
         name = task_type.partition("::")[2]
         domain_name = task_type.partition("::")[0]
         try:
-            d = _domain(domain_name, {"types": {name: dict(config)}})
+            d = parse_domain(domain_name, {"types": {name: dict(config)}})
         except ConfigError as exc:
             raise InvalidParams(f"task_types: {exc}", field="task_types") from exc
         tt = d.types[name]
@@ -170,7 +172,9 @@ class Sidecar:
         tt.source = source
         self.scheduler.registry.domain(domain_name, create=True).types[name] = tt
 
-    def request_shutdown(self, mode: str = "graceful", timeout_ms: int | None = None) -> None:
+    def request_shutdown(
+        self, mode: ShutdownMode = "graceful", timeout_ms: int | None = None
+    ) -> None:
         """Begin shutting down (idempotent). Runs on the event loop."""
         if self._shutdown is not None and not self._shutdown.done():
             self._shutdown.set_result((mode, timeout_ms))
@@ -200,8 +204,8 @@ class Sidecar:
         server = None
         try:
             if self.options.ws:
-                server, self.ws_url = await start_ws_server(
-                    self,
+                server, self.ws_url, self.ws_gate = await start_ws_server(
+                    self.sessions,
                     self.options.ws_host,
                     self.options.ws_port,
                     [*DEFAULT_ORIGINS, *self.options.allow_origins],
@@ -245,8 +249,8 @@ class Sidecar:
         mode, timeout_ms = await self._shutdown
         log.info("shutting down (%s)", mode)
         self.closing = True
-        await self.scheduler.shutdown("hard" if mode == "hard" else "graceful", timeout_ms)
-        for session in list(self.sessions):
+        await self.scheduler.shutdown(mode, timeout_ms)
+        for session in self.sessions:
             await session.close()
         if server is not None:
             server.close()
@@ -307,14 +311,13 @@ class Sidecar:
 
     def _serve_stdio(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self._writer is not None
-        session = Session(self, self._writer, transport="stdio", authenticated=True)
+        session = self.sessions.open(self._writer, transport="stdio", authenticated=True)
         self._writer.on_writable = session.writable
-        self.sessions.add(session)
         # The decoder runs on the reader thread (only there): JSON decoding of a
         # big line does not hold the event loop.
         decoder = LineDecoder(self.options.max_message_bytes)
 
-        def on_items(items: list[Any]) -> None:
+        def on_items(items: list[DecodedItem]) -> None:
             for item in items:
                 session.receive(item)
 

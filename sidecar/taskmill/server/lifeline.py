@@ -29,6 +29,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..protocol.params.session import ShutdownMode
 
 __all__ = ["GRACE_S", "LOOP_RESPONSE_S", "Lifeline"]
 
@@ -63,7 +67,7 @@ class Lifeline:
         self,
         *,
         call_on_loop: Callable[[Callable[[], None]], object],
-        request_shutdown: Callable[[str], None],
+        request_shutdown: Callable[[ShutdownMode], None],
         rescue: Callable[[], int],
         drain_timeout_s: float,
         exit: Callable[[int], object] = os._exit,
@@ -83,7 +87,9 @@ class Lifeline:
         #: Set once the process is about to exit on its own (a clean shutdown).
         self.finished = threading.Event()
 
-    def begin(self, mode: str = "graceful", why: str = "", timeout_s: float | None = None) -> None:
+    def begin(
+        self, mode: ShutdownMode = "graceful", why: str = "", timeout_s: float | None = None
+    ) -> None:
         """Request a shutdown from any thread (or a signal handler) and arm the deadline."""
         self._arm(why, timeout_s)
 

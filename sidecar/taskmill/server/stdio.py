@@ -15,9 +15,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
-from ..errors import InternalError
 from ..protocol.codec import encode_json_line
-from ..protocol.messages import error_message
+from ..protocol.messages import encode_reply
 
 __all__ = ["LineWriter", "StdinReader"]
 
@@ -47,10 +46,7 @@ class LineWriter:
     def send(self, msg: Mapping[str, Any]) -> None:
         if self.broken:
             return
-        try:
-            line = encode_json_line(msg)
-        except InternalError as exc:
-            line = encode_json_line(error_message(msg.get("id"), exc))
+        line = encode_reply(msg, encode_json_line)
         with self._lock:
             self._pending += 1
         self._queue.put(line)

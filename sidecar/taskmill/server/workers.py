@@ -10,18 +10,21 @@ running tasks go back to pending without counting a retry, as after a crash.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import InvalidParams, NotFound, TaskError, UnknownTaskType
+from ..protocol.messages import ErrorResponse, Response
 from ..protocol.params.workers import (
     ExecuteCompleted,
     cancel_reason,
     parse_execute_outcome,
     worker_cancel_notification,
+    worker_execute_request,
 )
 from ..scheduler.context import TaskContext
 from ..scheduler.core import Scheduler
@@ -35,8 +38,11 @@ log = logging.getLogger(__name__)
 class WorkerChannel(Protocol):
     """The connection a worker lives on (a server session)."""
 
-    def call(self, method: str, params: Mapping[str, Any]) -> Awaitable[Any]:
-        """Send a request to the client; resolves to its Response or ErrorResponse."""
+    def call(
+        self, build: Callable[[str], Mapping[str, Any]]
+    ) -> Awaitable[Response | ErrorResponse]:
+        """Send the request ``build`` makes from the id it is given; resolves
+        to the client's answer."""
         ...
 
     def send_message(self, msg: Mapping[str, Any]) -> None:
@@ -178,8 +184,12 @@ class WorkerPool:
         watcher = asyncio.get_running_loop().create_task(self._forward_cancel(worker, ctx))
         try:
             reply = await worker.channel.call(
-                "worker.execute",
-                {"worker": worker.id, "task": ctx.record.to_dict(), "attempt": ctx.attempt},
+                functools.partial(
+                    worker_execute_request,
+                    worker=worker.id,
+                    task=ctx.record.to_dict(),
+                    attempt=ctx.attempt,
+                )
             )
         except asyncio.CancelledError:
             if not ctx.cancelled.is_set():

@@ -25,28 +25,33 @@ import logging
 import os
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
-from ..errors import InternalError, InvalidRequest
+from ..errors import InvalidRequest
 from ..protocol.codec import (
+    DecodedItem,
     DecodeFailure,
     decode_json_text,
     decode_msgpack,
     encode_json_text,
     encode_msgpack,
 )
-from ..protocol.messages import error_message
-from .session import CLOSE_UNAUTHORIZED, HIGH_WATER, Session
+from ..protocol.messages import encode_reply
+from .session import CLOSE_UNAUTHORIZED, HIGH_WATER, Session, Sessions
 
-if TYPE_CHECKING:
-    from .app import Sidecar
-
-__all__ = ["DEFAULT_ORIGINS", "HELLO_TIMEOUT_S", "WsOut", "start_ws_server"]
+__all__ = [
+    "DEFAULT_ORIGINS",
+    "HELLO_TIMEOUT_S",
+    "ConnectionGate",
+    "Encoding",
+    "WsOut",
+    "start_ws_server",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +82,9 @@ CLOSE_TIMEOUT_S = 2.0
 #: WebSocket keepalive: a ping every so often; no pong within as long, and the
 #: connection (and its workers' runs) are given up.
 PING_INTERVAL_S = 10.0
+
+Encoding: TypeAlias = Literal["msgpack", "json"]
+"""A connection's encoding: binary frames carry MessagePack, text frames JSON."""
 
 
 class ConnectionGate:
@@ -219,8 +227,8 @@ class WsOut:
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
-        #: "msgpack" or "json", set by the first frame received.
-        self.encoding: str | None = None
+        #: Set by the first frame received.
+        self.encoding: Encoding | None = None
         self.session: Session | None = None
         self._frames: deque[bytes | str] = deque()
         self._wake = asyncio.Event()
@@ -230,12 +238,11 @@ class WsOut:
     def send(self, msg: Mapping[str, Any]) -> None:
         if self._closing is not None:
             return
-        encode = encode_msgpack if self.encoding == "msgpack" else encode_json_text
         frame: bytes | str
-        try:
-            frame = encode(msg)
-        except InternalError as exc:
-            frame = encode(error_message(msg.get("id"), exc))
+        if self.encoding == "msgpack":
+            frame = encode_reply(msg, encode_msgpack)
+        else:
+            frame = encode_reply(msg, encode_json_text)
         self._frames.append(frame)
         self._wake.set()
 
@@ -274,13 +281,14 @@ class WsOut:
 
 
 async def start_ws_server(
-    app: Sidecar,
+    sessions: Sessions,
     host: str,
     port: int,
     origins: Sequence[str],
     max_message_bytes: int,
-) -> tuple[Server, str]:
-    """Start serving; returns the server and its ``ws://host:port`` URL."""
+) -> tuple[Server, str, ConnectionGate]:
+    """Start serving; returns the server, its ``ws://host:port`` URL and the
+    gate its connections pass."""
     allowed: list[Origin | None] = [Origin(o) for o in origins]
     allowed.append(None)  # non-browser clients send no Origin; the token guards them
 
@@ -307,7 +315,7 @@ async def start_ws_server(
             super().connection_lost(exc)
 
     async def handler(ws: ServerConnection) -> None:
-        await _serve_connection(app, ws, max_message_bytes, gate)
+        await _serve_connection(sessions, ws, max_message_bytes, gate)
 
     server = await serve(
         handler,
@@ -326,21 +334,19 @@ async def start_ws_server(
         max_queue=16,
         create_connection=GatedConnection,
     )
-    app.ws_gate = gate
     sock_port = next(iter(server.sockets)).getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    return server, f"ws://{shown}:{sock_port}"
+    return server, f"ws://{shown}:{sock_port}", gate
 
 
 async def _serve_connection(
-    app: Sidecar, ws: ServerConnection, limit: int, gate: ConnectionGate
+    sessions: Sessions, ws: ServerConnection, limit: int, gate: ConnectionGate
 ) -> None:
     gate.upgraded(ws)
     out = WsOut(ws)
-    session = Session(app, out, transport="ws", authenticated=False)
+    session: Session = sessions.open(out, transport="ws", authenticated=False)
     session.on_authenticated = lambda: gate.hello(ws, 2 * limit)
     out.session = session
-    app.sessions.add(session)
     loop = asyncio.get_running_loop()
 
     def hello_deadline() -> None:
@@ -360,7 +366,9 @@ async def _serve_connection(
                     )
                 )
                 continue
-            decode: Any = decode_msgpack if isinstance(frame, bytes) else decode_json_text
+            decode: Callable[..., DecodedItem] = (
+                decode_msgpack if isinstance(frame, bytes) else decode_json_text
+            )
             if size > BIG_FRAME_BYTES:
                 # A batch of 100,000 tasks takes ~100 ms to decode: on a thread,
                 # the event loop keeps serving others meanwhile.
@@ -372,6 +380,6 @@ async def _serve_connection(
         pass
     finally:
         timer.cancel()
-        app.sessions.discard(session)
+        sessions.discard(session)
         await session.close()
         await out.stop()
