@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import contract
 from tests.e2e.conftest import Spawn
 from tests.e2e.harness import SidecarProcess, error_of, write_file
 
@@ -198,46 +199,13 @@ async def test_metrics_counters_and_gauges(sidecar: SidecarProcess) -> None:
     assert g["running"] == 1 and g["pending"] == 1
 
 
-CONTRACT_CALLS: dict[str, dict[str, object]] = {
-    "session.hello": {"protocol": 1},
-    "sidecar.info": {},
-    "task.submit": {"task_type": "demo::echo", "payload": 1, "run_after_ms": LATER},
-    "task.submit_batch": {"tasks": []},
-    "task.get": {"id": 1},
-    "task.lookup": {"task_type": "demo::echo", "key": "k"},
-    "task.list": {},
-    "task.cancel": {"id": 999},
-    "task.cancel_where": {"tag_prefix": "nothing-"},
-    "task.set_priority": {"id": 1, "priority": 1},
-    "task.retry_dead_letter": {"id": 1},
-    "history.list": {},
-    "history.stats": {"task_type": "demo::echo"},
-    "dependencies.get": {"id": 1},
-    "tags.values": {"key": "k"},
-    "tags.keys": {"prefix": ""},
-    "scheduler.snapshot": {},
-    "scheduler.pause": {},
-    "scheduler.resume": {},
-    "scheduler.set_max_concurrency": {"value": 4},
-    "scheduler.metrics": {},
-    "domain.pause": {"domain": "demo"},
-    "domain.resume": {"domain": "demo"},
-    "domain.set_max_concurrency": {"domain": "demo", "value": None},
-    "group.pause": {"group": "g", "duration_ms": 1000},
-    "group.resume": {"group": "g"},
-    "group.set_limit": {"group": "g", "value": 2},
-    "group.set_weight": {"group": "g", "weight": 2},
-    "group.set_min_slots": {"group": "g", "value": 1},
-    "rate_limit.set": {"task_type": "demo::echo", "per_second": 5, "burst": 2},
-    "rate_limit.remove": {"task_type": "demo::echo"},
-    "recurring.list": {},
-    "recurring.pause": {"id": 1},
-    "recurring.resume": {"id": 1},
-    "recurring.cancel": {"id": 1},
-    "pressure.set": {"source": "call", "value": None},
-    "events.subscribe": {},
-    "events.unsubscribe": {"subscription": 999},
-    "worker.unregister": {"worker": "w999"},
+#: Every request method of the contract with valid params, but those that end
+#: the sidecar or need a worker's connection (covered by their own tests).
+CONTRACT_CALLS = {
+    method: params
+    for method, params in contract.PARAMS.items()
+    if method not in ("sidecar.shutdown", "worker.register", "worker.spawn_child")
+    and method not in contract.NOTIFICATIONS
 }
 
 

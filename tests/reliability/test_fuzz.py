@@ -44,6 +44,7 @@ from hypothesis.stateful import (
 )
 from websockets.exceptions import ConnectionClosed
 
+from tests import contract
 from tests.e2e.conftest import Spawn
 from tests.e2e.harness import SidecarProcess, WsClient, child_env
 from tests.reliability.common import LoopThread, write_artifact
@@ -65,60 +66,13 @@ SETTINGS = settings(
     print_blob=True,
 )
 
-#: Error codes a client may see (protocol section 2), -32603 excluded: a bug.
-CONTRACT = {-32700, -32600, -32601, -32602, -32002, -32003, -32004, -32005, -32006, -32007}
+#: Error codes a client may see here (protocol section 2): not -32603 (a bug),
+#: -32001 (WebSocket only) nor -32008 (no request here reaches a limit).
+CONTRACT = set(contract.ERROR_KINDS) - {-32603, -32001, -32008}
 
-METHODS = [
-    "session.hello",
-    "sidecar.info",
-    "sidecar.shutdown",
-    "task.submit",
-    "task.submit_batch",
-    "task.get",
-    "task.lookup",
-    "task.list",
-    "task.cancel",
-    "task.cancel_where",
-    "task.set_priority",
-    "task.retry_dead_letter",
-    "history.list",
-    "history.stats",
-    "dependencies.get",
-    "tags.values",
-    "tags.keys",
-    "scheduler.snapshot",
-    "scheduler.pause",
-    "scheduler.resume",
-    "scheduler.set_max_concurrency",
-    "scheduler.metrics",
-    "domain.pause",
-    "domain.resume",
-    "domain.set_max_concurrency",
-    "group.pause",
-    "group.resume",
-    "group.set_limit",
-    "group.set_weight",
-    "group.set_min_slots",
-    "rate_limit.set",
-    "rate_limit.remove",
-    "recurring.list",
-    "recurring.pause",
-    "recurring.resume",
-    "recurring.cancel",
-    "pressure.set",
-    "events.subscribe",
-    "events.unsubscribe",
-    "worker.register",
-    "worker.unregister",
-    # Notifications and sidecar-to-client methods sent as requests.
-    "worker.progress",
-    "worker.io",
-    "worker.spawn_child",
-    "worker.execute",
-    "worker.cancel",
-    "event",
-    "sidecar.ready",
-]
+#: Every method of the contract, then (sent as requests) the notifications and
+#: sidecar-to-client methods.
+METHODS = [*contract.PARAMS, *contract.SIDECAR_TO_CLIENT]
 JUNK_METHODS = [
     "task",
     "task.",

@@ -13,6 +13,8 @@ from taskmill.protocol import (
     EVENT_KINDS,
     METHODS,
     NOTIFICATION_METHODS,
+    SCHEDULER_EVENT_KINDS,
+    TASK_EVENT_KINDS,
     CancelWhereParams,
     DomainSetMaxConcurrencyParams,
     ErrorResponse,
@@ -42,68 +44,10 @@ from taskmill.protocol import (
     worker_cancel_notification,
     worker_execute_request,
 )
+from tests import contract
 
-# The smallest valid params of every method.
-MINIMAL: dict[str, dict[str, Any]] = {
-    "session.hello": {"protocol": 1},
-    "sidecar.info": {},
-    "sidecar.shutdown": {},
-    "task.submit": {"task_type": "demo::echo"},
-    "task.submit_batch": {"tasks": []},
-    "task.get": {"id": 1},
-    "task.lookup": {"task_type": "demo::echo", "key": "k"},
-    "task.list": {},
-    "task.cancel": {"id": 1},
-    "task.cancel_where": {"domain": "demo"},
-    "task.set_priority": {"id": 1, "priority": 0},
-    "task.retry_dead_letter": {"id": 1},
-    "history.list": {},
-    "history.stats": {"task_type": "demo::echo"},
-    "dependencies.get": {"id": 1},
-    "tags.values": {"key": "k"},
-    "tags.keys": {"prefix": ""},
-    "scheduler.snapshot": {},
-    "scheduler.pause": {},
-    "scheduler.resume": {},
-    "scheduler.set_max_concurrency": {"value": 4},
-    "scheduler.metrics": {},
-    "domain.pause": {"domain": "demo"},
-    "domain.resume": {"domain": "demo"},
-    "domain.set_max_concurrency": {"domain": "demo", "value": None},
-    "group.pause": {"group": "g"},
-    "group.resume": {"group": "g"},
-    "group.set_limit": {"group": "g", "value": None},
-    "group.set_weight": {"group": "g", "weight": None},
-    "group.set_min_slots": {"group": "g", "value": None},
-    "rate_limit.set": {"task_type": "demo::echo", "per_second": 10},
-    "rate_limit.remove": {"group": "g"},
-    "recurring.list": {},
-    "recurring.pause": {"id": 1},
-    "recurring.resume": {"id": 1},
-    "recurring.cancel": {"id": 1},
-    "pressure.set": {"source": "call", "value": 0.5},
-    "events.subscribe": {},
-    "events.unsubscribe": {"subscription": 3},
-    "worker.register": {"task_types": ["uploads::put"]},
-    "worker.unregister": {"worker": "w1"},
-    "worker.progress": {"task_id": 1, "percent": 0.5},
-    "worker.io": {"task_id": 1},
-    "worker.spawn_child": {"task_id": 1, "task_type": "demo::sleep"},
-}
-
-PROTOCOL_METHODS = {
-    "session.hello", "sidecar.info", "sidecar.shutdown", "task.submit", "task.submit_batch",
-    "task.get", "task.lookup", "task.list", "task.cancel", "task.cancel_where",
-    "task.set_priority", "task.retry_dead_letter", "history.list", "history.stats",
-    "dependencies.get", "tags.values", "tags.keys", "scheduler.snapshot", "scheduler.pause",
-    "scheduler.resume", "scheduler.set_max_concurrency", "domain.pause", "domain.resume",
-    "domain.set_max_concurrency", "group.pause", "group.resume", "group.set_limit",
-    "group.set_weight", "group.set_min_slots", "rate_limit.set", "rate_limit.remove",
-    "recurring.list", "pressure.set", "scheduler.metrics", "recurring.pause",
-    "recurring.resume", "recurring.cancel", "events.subscribe", "events.unsubscribe",
-    "worker.register", "worker.unregister", "worker.progress", "worker.io",
-    "worker.spawn_child",
-}  # fmt: skip
+# The smallest valid params of every method (only required members).
+MINIMAL = contract.PARAMS
 
 
 def invalid(method: str, params: dict[str, Any]) -> InvalidParams:
@@ -115,8 +59,8 @@ def invalid(method: str, params: dict[str, Any]) -> InvalidParams:
 
 
 def test_method_table_covers_the_contract():
-    assert set(METHODS) == PROTOCOL_METHODS == set(MINIMAL)
-    assert set(METHODS) >= NOTIFICATION_METHODS
+    assert set(METHODS) == set(contract.PARAMS)
+    assert set(contract.NOTIFICATIONS) == NOTIFICATION_METHODS
 
 
 @pytest.mark.parametrize("method", sorted(MINIMAL))
@@ -499,8 +443,9 @@ def test_events_subscribe_filter_members_at_top_level_get_a_hint():
 
 
 def test_event_kinds_match_the_contract():
-    assert len(EVENT_KINDS) == 25
-    assert {"submitted", "recurring_completed", "group_weight_changed", "lagged"} <= EVENT_KINDS
+    assert set(contract.EVENT_FIELDS) == EVENT_KINDS
+    assert set(contract.TASK_EVENT_KINDS) == TASK_EVENT_KINDS
+    assert set(contract.SCHEDULER_EVENT_KINDS) == SCHEDULER_EVENT_KINDS
 
 
 # ---------------------------------------------------------------- scheduler controls
