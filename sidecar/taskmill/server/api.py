@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
 
 from ..errors import InvalidParams, LimitExceeded, NotFound, UnknownTaskType
 from ..filters import TaskFilter
 from ..model import Submission
-from ..protocol.methods import METHODS
 from ..protocol.params.control import (
     DomainParams,
     DomainSetMaxConcurrencyParams,
@@ -443,13 +441,5 @@ HANDLERS: Methods = {
     "worker.spawn_child": bind(parse_worker_spawn_child, worker_spawn_child),
 }
 """Every method of the contract (:data:`taskmill.protocol.methods.METHODS`,
-same names, same parsers) with what the sidecar does with it."""
-
-
-def _same_as_the_contract(table: Methods, contract: Mapping[str, Any]) -> None:
-    for name in table.keys() | contract.keys():
-        if name not in table or name not in contract or table[name].parse is not contract[name]:
-            raise AssertionError(f"server/api.py and protocol/methods.py disagree on {name!r}")
-
-
-_same_as_the_contract(HANDLERS, METHODS)
+same names, same parsers: tests/unit/server/test_api.py) with what the
+sidecar does with it."""
