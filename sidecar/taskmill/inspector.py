@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from .errors import TaskmillError
 from .filters import TaskFilter
-from .store import db
+from .store import queries, schema
 from .store.lock import holder_of
 
 __all__ = ["main"]
@@ -92,7 +92,7 @@ def main(argv: Sequence[str], default_db: Callable[[], str], out: TextIO = sys.s
         elif args.command == "top":
             return _top(path, args, out)
         else:
-            conn = db.open_readonly(path)
+            conn = schema.open_readonly(path)
             try:
                 result = _read(conn, path, args)
             finally:
@@ -122,8 +122,8 @@ def _read(conn: sqlite3.Connection, path: str, args: argparse.Namespace) -> Any:
             "sidecar": None
             if holder is None
             else {"pid": holder.pid, "ws": holder.ws, "reachable": holder.token is not None},
-            "active": db.status_counts(conn),
-            "history": db.history_counts(conn),
+            "active": queries.status_counts(conn),
+            "history": queries.history_counts(conn),
         }
     if cmd == "list":
         tags = dict(_tag(t) for t in args.tag)
@@ -133,16 +133,16 @@ def _read(conn: sqlite3.Connection, path: str, args: argparse.Namespace) -> Any:
             group=args.group,
             tags=tags or None,
         )
-        recs, total = db.list_active(conn, flt, args.limit, 0)
+        recs, total = queries.list_active(conn, flt, args.limit, 0)
         return _Table("active", [r.to_dict() for r in recs], total)
     if cmd == "show":
-        rec = db.get(conn, args.id)
+        rec = queries.get(conn, args.id)
         if rec is None:
             raise Refused(f"no task with id {args.id}")
         return rec.to_dict()
     if cmd in ("history", "dead-letters"):
         status = ["dead_letter"] if cmd == "dead-letters" else args.status
-        recs, total = db.list_history(
+        recs, total = queries.list_history(
             conn,
             status=status,
             task_type=getattr(args, "task_type", None),
@@ -213,11 +213,11 @@ def _top(path: str, args: argparse.Namespace, out: TextIO) -> int:
     n = 0
     try:
         while True:
-            conn = db.open_readonly(path)
+            conn = schema.open_readonly(path)
             try:
-                counts = db.status_counts(conn)
-                running, _ = db.list_active(conn, TaskFilter(status=["running"]), 20, 0)
-                done = db.history_counts(conn)
+                counts = queries.status_counts(conn)
+                running, _ = queries.list_active(conn, TaskFilter(status=["running"]), 20, 0)
+                done = queries.history_counts(conn)
             finally:
                 conn.close()
             holder = holder_of(path)

@@ -403,7 +403,7 @@ async def test_stale_edges_cleaned_at_startup(db_path: str) -> None:
     await sched.start()
     a = await sched.submit("t::l", "a")
     b = await sched.submit("t::l", "b", depends_on=[a.id])
-    await sched.store.write(lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (a.id,)))
+    await sched.store.engine.write(lambda c: c.execute("DELETE FROM tasks WHERE id = ?", (a.id,)))
     await sched.shutdown("hard")
     again = Scheduler(db_path, domains=[dom(l=Log())])
     await again.start()

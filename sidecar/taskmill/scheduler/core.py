@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import random
@@ -49,9 +48,23 @@ from ..model import (
     parse_priority,
 )
 from ..resource import Sampler
-from ..store import db
+from ..store.engine import rescue_running
 from ..store.lock import DatabaseLock
-from ..store.rows import Finish, NewTask, Phase
+from ..store.rows import (
+    PAUSE_DOMAIN,
+    PAUSE_GLOBAL,
+    PAUSE_GROUP,
+    PAUSE_PREEMPTION,
+    CancelledTask,
+    Claimed,
+    ClaimPlan,
+    Effects,
+    Finish,
+    FinishResult,
+    NewTask,
+    Phase,
+    SubmitEffect,
+)
 from ..store.store import Store
 from .awareness import Awareness
 from .config import SchedulerConfig
@@ -241,8 +254,8 @@ class Scheduler:
                 busy_timeout_ms=self.config.busy_timeout_ms,
             )
             now = self.clock.now_ms()
-            recovery = await self._store.write(lambda c: db.recover(c, now))
-            groups, domains = await self._store.read(db.load_pauses)
+            recovery = await self._store.recover(now)
+            groups, domains = await self._store.load_pauses()
         except BaseException:
             if self._store is not None:
                 with contextlib.suppress(Exception):
@@ -349,7 +362,7 @@ class Scheduler:
                     exc.field = f"tasks[{i}].{exc.field}"
                 raise
         if len(items) <= BATCH_CHUNK:
-            effects = await self.store.write(lambda c: db.submit(c, items, now))
+            effects = await self.store.submit(items, now)
             return await self._after_submit(items, effects, now)
         # Last-wins across the whole batch, so chunking changes no outcome.
         last: dict[tuple[str, str], int] = {}
@@ -363,10 +376,7 @@ class Scheduler:
             chunk = winners[start : start + BATCH_CHUNK]
             part = [items[i] for i in chunk]
             try:
-                effects = await self.store.write(
-                    functools.partial(db.submit, items=part, now=now, positions=chunk),
-                    inline=False,
-                )
+                effects = await self.store.submit(part, now, positions=chunk, inline=False)
             except TaskmillError as exc:
                 if start:
                     exc.message += (
@@ -391,7 +401,7 @@ class Scheduler:
         return out
 
     async def _after_submit(
-        self, items: Sequence[NewTask], effects: list[db.SubmitEffect], now: int
+        self, items: Sequence[NewTask], effects: list[SubmitEffect], now: int
     ) -> list[SubmitResult]:
         for item, eff in zip(items, effects, strict=True):
             # A running parent must look for children when it finishes.
@@ -417,12 +427,12 @@ class Scheduler:
         ex = self._running.get(parent_id)
         if ex is not None:
             return ex.record
-        rec = await self.store.read(lambda c: db.get_active(c, parent_id))
+        rec = await self.store.get_active(parent_id)
         if rec is None:
             raise InvalidParams(f"parent task {parent_id} is not active", field="parent_id")
         return rec
 
-    def _apply_submit_effects(self, effects: list[db.SubmitEffect]) -> list[SubmitResult]:
+    def _apply_submit_effects(self, effects: list[SubmitEffect]) -> list[SubmitResult]:
         out: list[SubmitResult] = []
         changed = False
         for eff in effects:
@@ -558,7 +568,7 @@ class Scheduler:
         async with asyncio.timeout(timeout):
             await fut
 
-    def _claim_plan(self, now: int, limit: int) -> tuple[db.ClaimPlan, Gate]:
+    def _claim_plan(self, now: int, limit: int) -> tuple[ClaimPlan, Gate]:
         domain_caps = {
             name: d.max_concurrency
             for name, d in self.registry.domains.items()
@@ -593,12 +603,9 @@ class Scheduler:
                 await self.resume_group(group)
         if self._preempted and self._recheck_preempted:
             self._recheck_preempted = False
-            preempt = self.config.preempt_priority
-
-            def op(conn: Any) -> tuple[list[int], bool]:
-                return db.resume_preempted(conn, now, preempt), db.has_preempted(conn)
-
-            resumed, remaining = await self.store.write(op)
+            resumed, remaining = await self.store.resume_preempted(
+                now, self.config.preempt_priority
+            )
             self._preempted = remaining
             if resumed:
                 self.wake()
@@ -618,45 +625,28 @@ class Scheduler:
         finishes = [f for f, _ in finished]
         completions = sum(1 for f in finishes if f.kind != "retry")
         retention = self.config.retention
-        prune = False
+        prune = None
         if completions and (retention.max_count is not None or retention.max_age_ms is not None):
             before = self._completions
             self._completions += completions
             interval = max(1, retention.prune_interval)
-            prune = before == 0 or before // interval != self._completions // interval
+            if before == 0 or before // interval != self._completions // interval:
+                prune = (retention.max_count, retention.max_age_ms)
         plan = self._claim_plan(now, limit)[0] if limit else None
-
-        eff = db.Effects()
-
-        def op(conn: Any) -> tuple[list[db.FinishResult], db.ClaimResult, int]:
-            results = db.finish(conn, finishes, now, eff) if finishes else []
-            pruned = (
-                db.prune_history(conn, now, retention.max_count, retention.max_age_ms)
-                if prune
-                else 0
-            )
-            if plan is not None:
-                claim = db.claim(conn, now, plan)
-            else:
-                claim = db.ClaimResult([], db.next_due(conn))
-            return results, claim, pruned
-
         try:
-            # The turn runs on the database thread, where its SQL overlaps with
-            # the executions on the loop (measured: inline turns halve
-            # throughput on two cores without helping latency).
-            results, claim, _ = await self.store.write(op, inline=False)
+            turn = await self.store.turn(finishes, now, plan=plan, prune=prune)
         except BaseException:
             # Nothing was written: keep the outcomes for the next turn.
             self._finished[:0] = finished
             raise
+        claim = turn.claim
         self._next_due = claim.next_due
         self.policy.counted(claim.ready_counts)
         self.metrics["gate_denials"] += claim.denied + claim.deferred
         self.metrics["rate_limited"] += claim.deferred
-        for (f, ex), res in zip(finished, results, strict=True):
+        for (f, ex), res in zip(finished, turn.results, strict=True):
             self._after_finish(f, ex, res, now)
-        self._apply_effects(eff)
+        self._apply_effects(turn.effects)
         self._apply_effects(claim.effects)
         for c in claim.claimed:
             if c.record.expected_io.disk_read or c.record.expected_io.disk_write:
@@ -665,7 +655,7 @@ class Scheduler:
         if not self._running:
             self._idle.set()
 
-    def _after_finish(self, f: Finish, ex: Execution, res: db.FinishResult, now: int) -> None:
+    def _after_finish(self, f: Finish, ex: Execution, res: FinishResult, now: int) -> None:
         rec = ex.record
         kind = res.kind
         if kind == "stale":
@@ -733,7 +723,7 @@ class Scheduler:
             self._state_views[key] = view
         return view
 
-    def _apply_effects(self, eff: db.Effects) -> None:
+    def _apply_effects(self, eff: Effects) -> None:
         """Emit events and stop executions for tasks an operation touched indirectly."""
         now = self.clock.now_ms()
         for ct in eff.cancelled:
@@ -758,7 +748,7 @@ class Scheduler:
         if eff.parents_ready:
             self.wake()
 
-    def _launch(self, claimed: db.Claimed) -> None:
+    def _launch(self, claimed: Claimed) -> None:
         rec = claimed.record
         tt = self.registry.find(rec.task_type)
         executor: BoundExecutor | None = None
@@ -971,8 +961,7 @@ class Scheduler:
     async def cancel(self, task_id: int, *, reason: str = "cancelled") -> bool:
         """Cancel an active task and its children. False if it is not active."""
         now = self.clock.now_ms()
-        eff = db.Effects()
-        cancelled = await self.store.write(lambda c: db.cancel(c, [task_id], now, reason, eff))
+        cancelled, eff = await self.store.cancel([task_id], now, reason)
         self._after_cancel(cancelled, reason)
         self._apply_effects(eff)
         return any(ct.record.id == task_id for ct in cancelled)
@@ -992,13 +981,7 @@ class Scheduler:
         after: int | None = -1
         while after is not None:
             now = self.clock.now_ms()
-            eff = db.Effects()
-            cancelled, after = await self.store.write(
-                functools.partial(
-                    db.cancel_page, f=flt, after=after, limit=CANCEL_CHUNK, now=now, eff=eff
-                ),
-                inline=False,
-            )
+            cancelled, after, eff = await self.store.cancel_page(flt, after, CANCEL_CHUNK, now)
             self._after_cancel(cancelled, "cancelled")
             self._apply_effects(eff)
             out.extend(ct.record.id for ct in cancelled)
@@ -1006,7 +989,7 @@ class Scheduler:
                 await asyncio.sleep(0)
         return out
 
-    def _after_cancel(self, cancelled: list[db.CancelledTask], reason: str) -> None:
+    def _after_cancel(self, cancelled: list[CancelledTask], reason: str) -> None:
         for ct in cancelled:
             self._stop_execution(ct.record.id, reason)
             self.metrics["cancelled"] += 1
@@ -1017,14 +1000,14 @@ class Scheduler:
     async def set_priority(self, task_id: int, priority: int | str) -> bool:
         """Change the priority of a pending, paused or blocked task."""
         value = parse_priority(priority)
-        updated = await self.store.write(lambda c: db.set_priority(c, task_id, value))
+        updated = await self.store.set_priority(task_id, value)
         if updated:
             self.wake()
         return updated
 
     async def retry_dead_letter(self, task_id: int) -> SubmitResult:
         """Resubmit a dead-lettered task as a new task (retry count 0)."""
-        rec, policy_json = await self.store.read(lambda c: db.retry_source(c, task_id))
+        rec, policy_json = await self.store.retry_source(task_id)
         # The task comes back with its own retry policy and retry budget.
         policy = policy_from_json(policy_json, self.config.retry)
         sub = Submission(
@@ -1045,7 +1028,7 @@ class Scheduler:
         if self._paused:
             return
         self._paused = True
-        await self._pause_running(list(self._running.values()), db.PAUSE_GLOBAL, "paused")
+        await self._pause_running(list(self._running.values()), PAUSE_GLOBAL, "paused")
         self.events.emit("paused")
 
     async def resume(self) -> None:
@@ -1054,7 +1037,7 @@ class Scheduler:
             return
         self._paused = False
         now = self.clock.now_ms()
-        await self.store.write(lambda c: db.clear_pause_bit(c, db.PAUSE_GLOBAL, now))
+        await self.store.clear_pause_bit(PAUSE_GLOBAL, now)
         self.events.emit("resumed")
         self.wake()
 
@@ -1069,7 +1052,7 @@ class Scheduler:
             return []
         now = self.clock.now_ms()
         pairs = [(ex.record.id, ex.dispatch_count) for ex in execs]
-        done = await self.store.write(lambda c: db.pause_running(c, pairs, bit, now))
+        done = await self.store.pause_running(pairs, bit, now)
         done_set = set(done)
         for ex in execs:
             if ex.record.id in done_set:
@@ -1088,7 +1071,7 @@ class Scheduler:
         if not execs:
             return []
         pairs = [(ex.record.id, ex.dispatch_count) for ex in execs]
-        done = await self.store.write(lambda c: db.return_to_pending(c, pairs))
+        done = await self.store.return_to_pending(pairs)
         for task_id in done:
             self._stop_execution(task_id, reason)
         self.wake()
@@ -1119,15 +1102,14 @@ class Scheduler:
                     chosen.setdefault(rec.id, []).append(ex)
                     break
         for by_task_id, execs in chosen.items():
-            done = await self._pause_running(execs, db.PAUSE_PREEMPTION, "preempted", by_task_id)
+            done = await self._pause_running(execs, PAUSE_PREEMPTION, "preempted", by_task_id)
             if done:
                 self._preempted = True
 
     async def expire_now(self) -> int:
         """Expire every queued task past its deadline now (the periodic sweep)."""
         now = self.clock.now_ms()
-        eff = db.Effects()
-        await self.store.write(lambda c: db.expire_due(c, now, eff), inline=False)
+        eff = await self.store.expire_due(now)
         self._apply_effects(eff)
         return len(eff.expired)
 
@@ -1135,7 +1117,7 @@ class Scheduler:
 
     async def recurring_list(self, domain: str | None = None) -> list[dict[str, Any]]:
         """Every active recurring schedule."""
-        return await self.store.read(lambda c: db.schedules(c, domain))
+        return await self.store.schedules(domain)
 
     async def pause_recurring(self, schedule_id: int) -> None:
         """Pause a schedule: its queued occurrence is held (a running one
@@ -1145,14 +1127,12 @@ class Scheduler:
             NotFound: no active schedule with that (schedule or task) id.
         """
         now = self.clock.now_ms()
-        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, True, now))
+        await self.store.set_schedule_paused(schedule_id, True, now)
 
     async def resume_recurring(self, schedule_id: int) -> None:
         """Undo :meth:`pause_recurring`: the held occurrence runs when due."""
         now = self.clock.now_ms()
-        resumed = await self.store.write(
-            lambda c: db.set_schedule_paused(c, schedule_id, False, now)
-        )
+        resumed = await self.store.set_schedule_paused(schedule_id, False, now)
         if resumed:
             self.policy.invalidate_counts()
             self.wake()
@@ -1163,12 +1143,12 @@ class Scheduler:
         Raises:
             NotFound: no active schedule with that (schedule or task) id.
         """
-        row = await self.store.read(lambda c: db.find_schedule(c, schedule_id))
-        if row is None:
+        task_id = await self.store.schedule_task(schedule_id)
+        if task_id is None:
             raise NotFound(f"no recurring schedule {schedule_id}", field="id")
         now = self.clock.now_ms()
-        await self.store.write(lambda c: db.set_schedule_paused(c, schedule_id, True, now))
-        await self.cancel(int(row["id"]))
+        await self.store.set_schedule_paused(schedule_id, True, now)
+        await self.cancel(task_id)
 
     # -- worker-declared types ---------------------------------------------------
 
@@ -1177,17 +1157,17 @@ class Scheduler:
         in ``pending`` across restarts until a worker serves it)."""
         now = self.clock.now_ms()
         text = json.dumps(dict(config), sort_keys=True)
-        await self.store.write(lambda c: db.save_worker_type(c, task_type, text, now))
+        await self.store.save_worker_type(task_type, text, now)
 
     async def forget_worker_type(self, task_type: str) -> bool:
         """Forget a persisted worker declaration, unless a task of the type is
         still active (then it stays declared, and its tasks wait). Returns
         whether it was forgotten."""
-        return await self.store.write(lambda c: db.forget_worker_type(c, task_type))
+        return await self.store.forget_worker_type(task_type)
 
     async def remembered_worker_types(self) -> list[tuple[str, dict[str, Any]]]:
         """Every persisted worker declaration: ``(task_type, config)``."""
-        rows = await self.store.read(db.worker_types)
+        rows = await self.store.worker_types()
         return [(t, json.loads(cfg)) for t, cfg in rows]
 
     # -- domains -------------------------------------------------------------
@@ -1206,9 +1186,9 @@ class Scheduler:
         self._domain(domain)
         self.policy.paused_domains.add(domain)
         now = self.clock.now_ms()
-        queued = await self.store.write(lambda c: db.pause_domain(c, domain, now), inline=False)
+        queued = await self.store.pause_domain(domain, now)
         running = [ex for ex in self._running.values() if ex.record.domain == domain]
-        stopped = await self._pause_running(running, db.PAUSE_DOMAIN, "paused")
+        stopped = await self._pause_running(running, PAUSE_DOMAIN, "paused")
         self.events.emit("domain_paused", domain=domain)
         return queued + len(stopped)
 
@@ -1217,7 +1197,7 @@ class Scheduler:
         self._domain(domain)
         self.policy.paused_domains.discard(domain)
         now = self.clock.now_ms()
-        resumed = await self.store.write(lambda c: db.resume_domain(c, domain, now), inline=False)
+        resumed = await self.store.resume_domain(domain, now)
         self.events.emit("domain_resumed", domain=domain)
         self.wake()
         return len(resumed)
@@ -1240,11 +1220,9 @@ class Scheduler:
         resume_at = None if duration_ms is None else now + duration_ms
         again = group in self.policy.paused_groups
         self.policy.paused_groups[group] = resume_at
-        queued = await self.store.write(
-            lambda c: db.pause_group(c, group, now, resume_at), inline=False
-        )
+        queued = await self.store.pause_group(group, now, resume_at)
         running = [ex for ex in self._running.values() if ex.record.group == group]
-        stopped = await self._pause_running(running, db.PAUSE_GROUP, "paused")
+        stopped = await self._pause_running(running, PAUSE_GROUP, "paused")
         if not again or queued or stopped:
             self.events.emit("group_paused", group=group, pending=queued, running=len(stopped))
         self.wake()
@@ -1256,7 +1234,7 @@ class Scheduler:
             return 0
         del self.policy.paused_groups[group]
         now = self.clock.now_ms()
-        resumed = await self.store.write(lambda c: db.resume_group(c, group, now), inline=False)
+        resumed = await self.store.resume_group(group, now)
         self.events.emit("group_resumed", group=group, resumed=len(resumed))
         self.wake()
         return len(resumed)
@@ -1380,7 +1358,7 @@ class Scheduler:
         if remaining:
             pairs = [(ex.record.id, ex.dispatch_count) for ex in remaining]
             try:
-                await self.store.write(lambda c: db.return_to_pending(c, pairs))
+                await self.store.return_to_pending(pairs)
             except StorageError as exc:
                 log.error("could not return running tasks to pending: %s", exc)
             for ex in remaining:
@@ -1414,6 +1392,16 @@ class Scheduler:
             if self.lock is not None:
                 self.lock.release()
             self._closed.set()
+
+    def rescue_running(self) -> int:
+        """Put running tasks back to pending through a fresh connection, from any
+        thread, for a process about to end while task code blocks the loop
+        (:mod:`taskmill.server.lifeline`). Returns how many.
+
+        Raises:
+            sqlite3.Error: the database could not be written within a second.
+        """
+        return rescue_running(self.path, self.clock.now_ms())
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -1461,7 +1449,7 @@ class Scheduler:
         Raises:
             NotFound: no task has that id.
         """
-        rec = await self.store.read(lambda c: db.get(c, task_id))
+        rec = await self.store.get(task_id)
         if rec is None:
             raise NotFound(f"no task with id {task_id}", field="id")
         return self._overlay(rec)
@@ -1490,7 +1478,7 @@ class Scheduler:
         qualified = tt.qualified if tt is not None else task_type
         canonical = encode_payload(payload)[1]
         dkey = dedup_key(qualified, key, canonical)
-        where, rec = await self.store.read(lambda c: db.lookup(c, qualified, dkey))
+        where, rec = await self.store.lookup(qualified, dkey)
         return where, (self._overlay(rec) if rec is not None else None)
 
     async def list_tasks(
@@ -1498,7 +1486,7 @@ class Scheduler:
     ) -> tuple[list[TaskRecord], int]:
         """Active tasks matching the filter, by id, with the total count."""
         f = flt or TaskFilter()
-        recs, total = await self.store.read(lambda c: db.list_active(c, f, limit, offset))
+        recs, total = await self.store.list_active(f, limit, offset)
         return [self._overlay(r) for r in recs], total
 
     async def history(
@@ -1512,16 +1500,8 @@ class Scheduler:
         offset: int = 0,
     ) -> tuple[list[TaskRecord], int]:
         """History records, newest first; ``key`` is the dedup key as records show it."""
-        return await self.store.read(
-            lambda c: db.list_history(
-                c,
-                status=status,
-                task_type=task_type,
-                key=key,
-                domain=domain,
-                limit=limit,
-                offset=offset,
-            )
+        return await self.store.list_history(
+            status=status, task_type=task_type, key=key, domain=domain, limit=limit, offset=offset
         )
 
     async def dependencies(self, task_id: int) -> dict[str, list[int]]:
@@ -1530,23 +1510,23 @@ class Scheduler:
         Raises:
             NotFound: no such task.
         """
-        return await self.store.read(lambda c: db.dependencies(c, task_id))
+        return await self.store.dependencies(task_id)
 
     async def tag_values(self, key: str, *, domain: str | None = None) -> list[dict[str, Any]]:
         """Values of tag ``key`` on active tasks, with counts, most used first."""
-        return await self.store.read(lambda c: db.tag_values(c, key, domain), inline=False)
+        return await self.store.tag_values(key, domain)
 
     async def tag_keys(self, prefix: str, *, domain: str | None = None) -> list[str]:
         """Tag keys on active tasks starting with ``prefix`` (taken literally)."""
-        return await self.store.read(lambda c: db.tag_keys(c, prefix, domain), inline=False)
+        return await self.store.tag_keys(prefix, domain)
 
     async def history_stats(self, task_type: str) -> dict[str, Any]:
         """Count, average duration and IO, and failure rate of a type's history."""
-        return await self.store.read(lambda c: db.history_stats(c, task_type), inline=False)
+        return await self.store.history_stats(task_type)
 
     async def avg_throughput(self, task_type: str, n: int = 20) -> dict[str, float]:
         """Mean bytes/s of the type's last ``n`` completed runs."""
-        return await self.store.read(lambda c: db.avg_throughput(c, task_type, n))
+        return await self.store.avg_throughput(task_type, n)
 
     def running(self) -> list[TaskRecord]:
         """Records of the tasks running now, with their (reported or extrapolated) progress."""
@@ -1570,9 +1550,7 @@ class Scheduler:
         """Load recent durations of running task types not seen yet (for extrapolation)."""
         for task_type in {ex.record.task_type for ex in self._running.values()}:
             if self.awareness.needs_seed(task_type):
-                durations = await self.store.read(
-                    functools.partial(db.recent_durations, task_type=task_type, n=20)
-                )
+                durations = await self.store.recent_durations(task_type, 20)
                 self.awareness.seed(task_type, durations)
 
     async def _progress_ticker(self) -> None:
@@ -1610,17 +1588,9 @@ class Scheduler:
     async def snapshot(self, domain: str | None = None) -> dict[str, Any]:
         """Everything a UI needs in one call (protocol section 7)."""
 
-        def read(
-            conn: Any,
-        ) -> tuple[dict[str, int], dict[str, dict[str, int]], Any, dict[str, int]]:
-            return (
-                db.status_counts(conn, domain),
-                db.domain_counts(conn),
-                db.group_counts(conn),
-                db.pause_reason_counts(conn, domain),
-            )
-
-        counts, domain_counts, group_counts, pause_reasons = await self.store.read(read)
+        tally = await self.store.counts(domain)
+        counts, domain_counts, group_counts = tally.status, tally.domains, tally.groups
+        pause_reasons = tally.pause_reasons
         await self._seed_durations()
         now = self.clock.now_ms()
         every = self.running()
@@ -1668,7 +1638,7 @@ class Scheduler:
             "domains": domains,
             "groups": self.policy.groups_snapshot(group_counts, by_group),
             "rate_limits": self.policy.rate_limits_snapshot(now),
-            "recurring": await self.store.read(lambda c: db.schedules(c, domain)),
+            "recurring": await self.store.schedules(domain),
             "aging": None if self.policy.aging is None else self.policy.aging.to_dict(),
             "fair": self.policy.fair,
             "seq": self.events.seq,
@@ -1676,7 +1646,7 @@ class Scheduler:
 
     async def metrics_snapshot(self) -> dict[str, Any]:
         """Counters since start and current gauges."""
-        counts = await self.store.read(lambda c: db.status_counts(c))
+        counts = await self.store.status_counts()
         names = (
             "submitted",
             "dispatched",

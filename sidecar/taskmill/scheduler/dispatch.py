@@ -3,7 +3,7 @@ rate limits, aging, and the gate built from them for each claim.
 
 The state lives in memory (paused groups and domains are also persisted by
 the store); :meth:`DispatchPolicy.plan` turns it, with the running tasks and
-``now``, into a :class:`~taskmill.store.db.ClaimPlan` whose callbacks are
+``now``, into a :class:`~taskmill.store.rows.ClaimPlan` whose callbacks are
 pure checks of one candidate.
 """
 

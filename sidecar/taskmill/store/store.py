@@ -1,289 +1,68 @@
-"""The async face of the store: one connection, one thread, group commit.
+"""The scheduler's one door to SQLite: :class:`Store`, one async method per
+logical operation.
 
-Database work runs as whole operations (functions of :mod:`taskmill.store.db`),
-so an operation costs one hop to the database thread however many statements
-it runs. Writes issued while another write is in flight are committed together
-in one transaction (group commit), each in its own savepoint so one failing
-operation does not undo the others.
-
-When the database thread is idle, an operation runs inline on the event loop
-thread instead: the hop to a thread and back costs more than a short
-transaction, and with WAL and ``synchronous=NORMAL`` a commit does not fsync.
-The only fsyncs, checkpoints, are run on the database thread every
-:data:`CHECKPOINT_EVERY` commits. If the database is locked by another
-process, the inline attempt gives way at once and the operation waits on the
-database thread (up to the busy timeout) instead.
-
-The file at the path must stay the file we opened. A "clear app data" button,
-a restore or a sync tool can delete or replace it (or its ``-wal``) under a
-running scheduler; SQLite would go on writing to the unlinked inode and every
-later write would vanish at exit. So after each commit, before the write is
-acknowledged, and on a timer, :class:`FileGuard` compares the device and
-inode at the path (and of the ``-wal``) with what was opened. Once they
-differ, that write and every later one fail with a
-:class:`~taskmill.errors.StorageError` naming the cause, and the log says so
-once. (Two ``stat`` calls per commit, about 2 us; a commit costs 30 us or
-more.)
+Each method is one hop to the database and one transaction (writes are
+batched with concurrent writes by the :class:`~taskmill.store.engine.Engine`:
+group commit, each in its own savepoint), and returns what it did as data
+(records, :class:`~taskmill.store.rows.Effects`), never a cursor or a row.
+The SQL lives in the concept modules beside this one: ``submit``, ``claim``,
+``cascade``, ``runs``, ``recurring``, ``pauses``, ``recovery``,
+``worker_types`` and ``queries``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
-import sqlite3
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-import aiosqlite
+from ..filters import TaskFilter
+from ..model import TaskRecord
+from . import cascade, claim, pauses, queries, recovery, recurring, runs, submit, worker_types
+from .engine import Engine
+from .guard import FileGuard
+from .rows import (
+    CancelledTask,
+    ClaimPlan,
+    ClaimResult,
+    Effects,
+    Finish,
+    FinishResult,
+    NewTask,
+    SubmitEffect,
+)
 
-from ..errors import DatabaseGone, StorageError, TaskmillError
-from . import db
-
-__all__ = ["Store", "rescue_running"]
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-Op = Callable[[sqlite3.Connection], Any]
-
-#: Commits between two checkpoints (run on the database thread).
-CHECKPOINT_EVERY = 256
-
-#: WAL bytes after which a checkpoint runs whatever the commit count. The WAL
-#: only grows until a checkpoint lets it be reused: on a small or nearly full
-#: disk, a WAL grown without bound leaves no room for the checkpoint itself.
-CHECKPOINT_WAL_BYTES = 1 << 20
-
-#: Seconds between two checks of the file's identity when nothing is written.
-IDENTITY_CHECK_S = 1.0
-
-FileId = tuple[int, int]
+__all__ = ["Counts", "Store", "Turn"]
 
 
-def _stat(path: str) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        return None
+@dataclass(slots=True)
+class Turn:
+    """What one turn of the run loop did: finishes recorded, then a claim."""
+
+    results: list[FinishResult]
+    claim: ClaimResult
+    #: Effects of recording the finishes (the claim carries its own).
+    effects: Effects
+    pruned: int = 0
 
 
-def _file_id(path: str) -> FileId | None:
-    st = _stat(path)
-    return None if st is None else (st.st_dev, st.st_ino)
+@dataclass(slots=True)
+class Counts:
+    """The counts a snapshot shows."""
 
-
-class FileGuard:
-    """Watches the database file under a running scheduler.
-
-    Identity: the device and inode of the file and of its ``-wal``, as
-    opened; :meth:`check` says once they changed or vanished. Space: after a
-    write fails because the disk is full, :meth:`disk_full` truncates the WAL
-    (it only grows between checkpoints), giving its space back so the retried
-    write can fit.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.db = _file_id(path)
-        self.wal = _file_id(path + "-wal")
-        #: Why the file at the path is no longer ours, once it is not.
-        self.lost: str | None = None
-        #: The WAL's size at the last check (for size-driven checkpoints).
-        self.wal_bytes = 0
-        self._truncated_at = 0.0
-
-    def check(self, conn: sqlite3.Connection | None = None) -> str | None:
-        """Return why the file changed (logged once), or None while it is ours.
-
-        With ``conn`` (the scheduler's connection, on its thread), a vanished
-        or replaced ``-wal`` is first folded into the main file: SQLite still
-        holds the unlinked log, and what was acknowledged is in it.
-        """
-        if self.lost is not None or self.db is None:
-            return self.lost
-        now = _file_id(self.path)
-        if now is None:
-            lost = f"the database file {self.path} was deleted while the scheduler ran"
-        elif now != self.db:
-            lost = (
-                f"the database file {self.path} was replaced by another file while "
-                "the scheduler ran"
-            )
-        else:
-            st = _stat(self.path + "-wal")
-            wal = None if st is None else (st.st_dev, st.st_ino)
-            self.wal_bytes = 0 if st is None else st.st_size
-            if self.wal is None:
-                self.wal = wal
-                return None
-            if wal == self.wal:
-                return None
-            what = "deleted" if wal is None else "replaced"
-            lost = f"the write-ahead log {self.path}-wal was {what} while the scheduler ran"
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("PRAGMA wal_checkpoint(FULL)")
-        self.lost = lost
-        log.error("%s; nothing more is written: restart taskmill", lost)
-        return lost
-
-    def disk_full(self, conn: sqlite3.Connection) -> None:
-        """Give the WAL's space back after a write failed on a full disk (at
-        most once a second)."""
-        if time.monotonic() - self._truncated_at < 1.0:
-            return
-        self._truncated_at = time.monotonic()
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-class _Busy(Exception):
-    """The write lock is held by another connection (inline attempts only)."""
-
-
-def _begin(conn: sqlite3.Connection, wait_s: float) -> None:
-    """BEGIN IMMEDIATE, retrying while another connection holds the lock.
-
-    Raises:
-        _Busy: still locked after ``wait_s`` (0: no waiting).
-        sqlite3.Error: any other failure.
-    """
-    deadline = time.monotonic() + wait_s
-    pause = 0.002
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            text = str(exc).lower()
-            if "locked" not in text and "busy" not in text:
-                raise
-            if time.monotonic() >= deadline:
-                raise _Busy(str(exc)) from exc
-            time.sleep(pause)
-            pause = min(0.05, pause * 2)
-
-
-def _storage_error(exc: sqlite3.Error) -> StorageError:
-    return StorageError(f"storage error: {exc}")
-
-
-def _run_batch(
-    conn: sqlite3.Connection, ops: list[Op], wait_s: float = 5.0, guard: FileGuard | None = None
-) -> list[tuple[bool, Any]]:
-    """Run write operations in one transaction; one result per operation.
-
-    A commit counts only when the file at the path is still the one opened
-    (see :class:`FileGuard`): otherwise every operation gets the error.
-    """
-    try:
-        _begin(conn, wait_s)
-    except _Busy as exc:
-        if wait_s == 0:
-            raise
-        err = StorageError(f"storage error: the database is locked by another process ({exc})")
-        return [(False, err)] * len(ops)
-    except sqlite3.Error as exc:
-        return _failed(conn, exc, len(ops), guard)
-    results: list[tuple[bool, Any]] = []
-    if len(ops) == 1:
-        try:
-            results.append((True, ops[0](conn)))
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                return _failed(conn, exc, 1, guard)
-            return [(False, exc)]
-    else:
-        for op in ops:
-            conn.execute("SAVEPOINT op")
-            try:
-                value = op(conn)
-            except BaseException as exc:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append(
-                    (False, _storage_error(exc) if isinstance(exc, sqlite3.Error) else exc)
-                )
-            else:
-                conn.execute("RELEASE op")
-                results.append((True, value))
-    try:
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        return _failed(conn, exc, len(ops), guard)
-    if guard is not None:
-        lost = guard.check(conn)
-        if lost is not None:
-            return [(False, DatabaseGone(f"storage error: {lost}; restart taskmill"))] * len(ops)
-    return results
-
-
-def _failed(
-    conn: sqlite3.Connection, exc: sqlite3.Error, n: int, guard: FileGuard | None
-) -> list[tuple[bool, Any]]:
-    if guard is not None and "full" in str(exc).lower():
-        guard.disk_full(conn)
-    return [(False, _storage_error(exc))] * n
-
-
-def rescue_running(path: str, now: int, wait_s: float = 1.0) -> int:
-    """Put running tasks back to pending from a fresh connection; returns how many.
-
-    For a process about to exit while its event loop is blocked by task code:
-    the state it leaves is then the state a clean shutdown leaves. Safe only
-    while this process holds the database lock (no other scheduler runs).
-
-    Raises:
-        sqlite3.Error: the database could not be written within ``wait_s``.
-    """
-    conn = sqlite3.connect(path, isolation_level=None, timeout=wait_s)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        count = db.requeue_running(conn, now)
-        conn.execute("COMMIT")
-        return count
-    finally:
-        conn.close()
-
-
-def _run_read(conn: sqlite3.Connection, op: Op) -> Any:
-    try:
-        return op(conn)
-    except sqlite3.Error as exc:
-        raise _storage_error(exc) from exc
+    status: dict[str, int]
+    domains: dict[str, dict[str, int]]
+    groups: dict[str, dict[str, int]]
+    pause_reasons: dict[str, int]
 
 
 class Store:
-    """An open taskmill database."""
+    """An open taskmill database, seen as its logical operations."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, path: str, *, busy_timeout_ms: int = 5000
-    ) -> None:
-        self._conn = conn
-        self.path = path
-        self._wait_s = busy_timeout_ms / 1000
-        self._queue: list[tuple[Op, asyncio.Future[Any]]] = []
-        self._flushing = False
-        self._flush_task: asyncio.Task[None] | None = None
-        self._closed = False
-        #: Operations handed to the database thread and not finished yet.
-        self._on_thread_count = 0
-        self._commits = 0
-        #: Run operations on the loop thread when the database thread is idle.
-        self.inline = True
-        #: Watches the file opened (None for an in-memory database); set by :meth:`open`.
-        self.guard: FileGuard | None = None
-        self._watch_task: asyncio.Task[None] | None = None
-        self._checkpointing: asyncio.Task[None] | None = None
-        #: The read-only connection for reads while a write holds the thread.
-        self._reader: asyncio.Task[aiosqlite.Connection] | None = None
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.path = engine.path
 
     @classmethod
     async def open(
@@ -294,211 +73,231 @@ class Store:
         Raises:
             StorageError: the database cannot be opened or is not ours.
         """
-
-        def connector() -> sqlite3.Connection:
-            # No busy timeout in SQLite itself: waits for the lock happen in
-            # _begin, on the database thread only, never on the event loop.
-            conn = db.open_connection(path, synchronous=synchronous, busy_timeout_ms=0)
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
-            return conn
-
-        conn = aiosqlite.Connection(connector, 64)
-        try:
-            await conn
-        except BaseException as exc:
-            # aiosqlite stops its thread on a failed connect; wait for it so it
-            # does not report to an event loop that is already gone.
-            await asyncio.to_thread(conn._thread.join, 5.0)
-            if isinstance(exc, sqlite3.Error):
-                raise _storage_error(exc) from exc
-            raise
-        store = cls(conn, path, busy_timeout_ms=busy_timeout_ms)
-        # A WAL left by a crash (or many short runs) is folded in at start.
-        try:
-            await store._on_thread(_run_read, store._raw(), db.checkpoint)
-        except StorageError as exc:
-            log.warning("checkpoint at open failed: %s", exc)
-        if path not in ("", ":memory:") and not path.startswith("file:"):
-            store.guard = FileGuard(path)
-            store._watch_task = asyncio.get_running_loop().create_task(store._watch())
-        return store
-
-    def _raw(self) -> sqlite3.Connection:
-        raw: sqlite3.Connection = self._conn._conn
-        return raw
-
-    async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        # aiosqlite runs every call on its connection thread; we hand it whole
-        # operations so a transaction is one hop, whatever its statement count.
-        self._on_thread_count += 1
-        try:
-            result: T = await self._conn._execute(fn, *args)  # type: ignore[no-untyped-call]
-        finally:
-            self._on_thread_count -= 1
-        return result
-
-    def _idle(self) -> bool:
-        return (
-            self.inline
-            and not self._flushing
-            and not self._queue
-            and self._on_thread_count == 0
-            and not self._closed
+        return cls(
+            await Engine.open(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
         )
 
-    def _lost(self) -> StorageError | None:
-        if self.guard is None or self.guard.lost is None:
-            return None
-        return DatabaseGone(f"storage error: {self.guard.lost}; restart taskmill")
-
-    async def _watch(self) -> None:
-        """Notice a deleted or replaced file even when nothing is written."""
-        while self.guard is not None and self.guard.lost is None and not self._closed:
-            await asyncio.sleep(IDENTITY_CHECK_S)
-            if not self._closed and not self._flushing:
-                with contextlib.suppress(Exception):
-                    await self._on_thread(self.guard.check, self._raw())
-
-    def _committed(self, n: int = 1) -> None:
-        before = self._commits
-        self._commits += n
-        due = before // CHECKPOINT_EVERY != self._commits // CHECKPOINT_EVERY
-        if self.guard is not None and self.guard.wal_bytes > CHECKPOINT_WAL_BYTES:
-            due = True
-        if due and self._checkpointing is None:
-            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
-
-    async def _checkpoint(self) -> None:
-        try:
-            await self._on_thread(_run_read, self._raw(), db.checkpoint_passive)
-        except (StorageError, ValueError) as exc:
-            log.warning("checkpoint failed: %s", exc)
-        finally:
-            self._checkpointing = None
-            if self.guard is not None:
-                self.guard.wal_bytes = 0
-
-    async def write(self, op: Callable[[sqlite3.Connection], T], *, inline: bool = True) -> T:
-        """Run ``op`` in a write transaction, batched with concurrent writes.
-
-        ``inline=False`` keeps a long operation off the event loop thread.
-        """
-        if self._closed:
-            raise StorageError("the store is closed")
-        lost = self._lost()
-        if lost is not None:
-            raise lost
-        if inline and self._idle():
-            try:
-                ((ok, value),) = _run_batch(self._raw(), [op], 0, self.guard)
-            except _Busy:
-                pass  # locked by another process: wait on the database thread
-            else:
-                if ok:
-                    self._committed()
-                    result: T = value
-                    return result
-                raise value
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, fut))
-        if not self._flushing:
-            self._flushing = True
-            self._flush_task = asyncio.get_running_loop().create_task(self._flush())
-        result = await fut
-        return result
-
-    async def _flush(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                ops = [op for op, _ in batch]
-                try:
-                    results = await self._on_thread(
-                        _run_batch, self._raw(), ops, self._wait_s, self.guard
-                    )
-                except BaseException as exc:  # the connection itself failed
-                    err = exc if isinstance(exc, TaskmillError) else StorageError(str(exc))
-                    results = [(False, err)] * len(batch)
-                else:
-                    self._committed()
-                for (_, fut), (ok, value) in zip(batch, results, strict=True):
-                    if fut.done():
-                        continue
-                    if ok:
-                        fut.set_result(value)
-                    else:
-                        fut.set_exception(value)
-        finally:
-            self._flushing = False
-
-    async def read(self, op: Callable[[sqlite3.Connection], T], *, inline: bool = True) -> T:
-        """Run a read-only ``op`` (no transaction).
-
-        Inline when the database thread is idle; while it is busy (a chunk of
-        a long cancel, a big batch), on a second, read-only connection with a
-        thread of its own, so a read never waits behind a write (WAL readers
-        see the last commit and do not block the writer). ``inline=False``
-        keeps a read over an unbounded set (tag counts, history stats) off the
-        event loop thread.
-        """
-        if self._closed:
-            raise StorageError("the store is closed")
-        if inline and self._idle():
-            try:
-                return op(self._raw())
-            except sqlite3.OperationalError as exc:
-                text = str(exc).lower()
-                if "locked" not in text and "busy" not in text:
-                    raise _storage_error(exc) from exc
-            except sqlite3.Error as exc:
-                raise _storage_error(exc) from exc
-        reader = await self._reader_conn()
-        if reader is None:
-            return await self._on_thread(_run_read, self._raw(), op)
-        raw: sqlite3.Connection = reader._conn  # see _on_thread
-        result: T = await reader._execute(_run_read, raw, op)  # type: ignore[no-untyped-call]
-        return result
-
-    async def _reader_conn(self) -> aiosqlite.Connection | None:
-        """The read-only connection, opened on first need (None in memory)."""
-        if self.guard is None:
-            return None
-        if self._reader is None:
-            path = self.path
-
-            def connector() -> sqlite3.Connection:
-                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA query_only = 1")
-                return conn
-
-            self._reader = asyncio.get_running_loop().create_task(self._open_reader(connector))
-        try:
-            return await self._reader
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("no read-only connection (%s): reads wait for writes", exc)
-            return None
-
-    @staticmethod
-    async def _open_reader(connector: Callable[[], sqlite3.Connection]) -> aiosqlite.Connection:
-        conn = aiosqlite.Connection(connector, 64)
-        await conn
-        return conn
+    @property
+    def guard(self) -> FileGuard | None:
+        return self.engine.guard
 
     async def close(self) -> None:
-        """Checkpoint the WAL and close. Pending writes are finished first."""
-        if self._closed:
-            return
-        while self._flush_task is not None and not self._flush_task.done():
-            await asyncio.wait([self._flush_task])
-        self._closed = True
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await (await self._reader).close()
-        try:
-            await self._on_thread(_run_read, self._raw(), db.checkpoint)
-        except (StorageError, ValueError) as exc:
-            log.warning("checkpoint on close failed: %s", exc)
-        await self._conn.close()
+        await self.engine.close()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def recover(self, now: int) -> recovery.Recovery:
+        return await self.engine.write(lambda c: recovery.recover(c, now))
+
+    async def load_pauses(self) -> tuple[dict[str, int | None], set[str]]:
+        return await self.engine.read(pauses.load_pauses)
+
+    # -- submission ----------------------------------------------------------------
+
+    async def submit(
+        self,
+        items: Sequence[NewTask],
+        now: int,
+        *,
+        positions: Sequence[int] | None = None,
+        inline: bool = True,
+    ) -> list[SubmitEffect]:
+        op = functools.partial(submit.submit, items=items, now=now, positions=positions)
+        return await self.engine.write(op, inline=inline)
+
+    # -- the run loop ----------------------------------------------------------------
+
+    async def turn(
+        self,
+        finishes: Sequence[Finish],
+        now: int,
+        *,
+        plan: ClaimPlan | None,
+        prune: tuple[int | None, int | None] | None = None,
+    ) -> Turn:
+        """Record finished executions, apply retention (``(max_count,
+        max_age_ms)``), and claim what ``plan`` admits, in one transaction.
+
+        It runs on the database thread, where its SQL overlaps with the
+        executions on the loop (measured: inline turns halve throughput on two
+        cores without helping latency).
+        """
+        eff = Effects()
+
+        def op(conn: Any) -> Turn:
+            results = runs.finish(conn, finishes, now, eff) if finishes else []
+            pruned = recovery.prune_history(conn, now, *prune) if prune is not None else 0
+            result = (
+                claim.claim(conn, now, plan)
+                if plan is not None
+                else ClaimResult([], claim.next_due(conn))
+            )
+            return Turn(results, result, eff, pruned)
+
+        return await self.engine.write(op, inline=False)
+
+    async def resume_preempted(self, now: int, preempt_priority: int) -> tuple[list[int], bool]:
+        """Preempted tasks with no urgent task ahead back to pending; and whether
+        any preempted task is left."""
+
+        def op(conn: Any) -> tuple[list[int], bool]:
+            return pauses.resume_preempted(conn, now, preempt_priority), pauses.has_preempted(conn)
+
+        return await self.engine.write(op)
+
+    async def pause_running(
+        self, pairs: Sequence[tuple[int, int]], bit: int, now: int
+    ) -> list[int]:
+        """Running tasks (``(id, dispatch_count)``) to paused with ``bit``; the ids done."""
+        return await self.engine.write(lambda c: runs.pause_running(c, pairs, bit, now))
+
+    async def return_to_pending(self, pairs: Sequence[tuple[int, int]]) -> list[int]:
+        """Running tasks back to pending, no retry counted; the ids done."""
+        return await self.engine.write(lambda c: runs.return_to_pending(c, pairs))
+
+    # -- control ----------------------------------------------------------------------
+
+    async def cancel(
+        self, ids: Sequence[int], now: int, reason: str
+    ) -> tuple[list[CancelledTask], Effects]:
+        eff = Effects()
+        done = await self.engine.write(lambda c: cascade.cancel(c, ids, now, reason, eff))
+        return done, eff
+
+    async def cancel_page(
+        self, flt: TaskFilter, after: int, limit: int, now: int
+    ) -> tuple[list[CancelledTask], int | None, Effects]:
+        """One page of a ``cancel_where`` (ids above ``after``), off the loop thread."""
+        eff = Effects()
+        op = functools.partial(
+            cascade.cancel_page, f=flt, after=after, limit=limit, now=now, eff=eff
+        )
+        done, last = await self.engine.write(op, inline=False)
+        return done, last, eff
+
+    async def expire_due(self, now: int) -> Effects:
+        eff = Effects()
+        await self.engine.write(lambda c: cascade.expire_due(c, now, eff), inline=False)
+        return eff
+
+    async def set_priority(self, task_id: int, priority: int) -> bool:
+        return await self.engine.write(lambda c: pauses.set_priority(c, task_id, priority))
+
+    async def clear_pause_bit(self, bit: int, now: int) -> list[int]:
+        return await self.engine.write(lambda c: pauses.clear_pause_bit(c, bit, now))
+
+    async def pause_domain(self, domain: str, now: int) -> int:
+        return await self.engine.write(lambda c: pauses.pause_domain(c, domain, now), inline=False)
+
+    async def resume_domain(self, domain: str, now: int) -> list[int]:
+        return await self.engine.write(lambda c: pauses.resume_domain(c, domain, now), inline=False)
+
+    async def pause_group(self, group: str, now: int, resume_at: int | None) -> int:
+        return await self.engine.write(
+            lambda c: pauses.pause_group(c, group, now, resume_at), inline=False
+        )
+
+    async def resume_group(self, group: str, now: int) -> list[int]:
+        return await self.engine.write(lambda c: pauses.resume_group(c, group, now), inline=False)
+
+    # -- recurring ------------------------------------------------------------------
+
+    async def schedules(self, domain: str | None = None) -> list[dict[str, Any]]:
+        return await self.engine.read(lambda c: recurring.schedules(c, domain))
+
+    async def set_schedule_paused(self, schedule_id: int, paused: bool, now: int) -> list[int]:
+        return await self.engine.write(
+            lambda c: recurring.set_schedule_paused(c, schedule_id, paused, now)
+        )
+
+    async def schedule_task(self, schedule_id: int) -> int | None:
+        """The id of a schedule's current occurrence (by schedule or task id)."""
+        row = await self.engine.read(lambda c: recurring.find_schedule(c, schedule_id))
+        return None if row is None else int(row["id"])
+
+    # -- worker-declared types --------------------------------------------------------
+
+    async def save_worker_type(self, task_type: str, config_json: str, now: int) -> None:
+        await self.engine.write(
+            lambda c: worker_types.save_worker_type(c, task_type, config_json, now)
+        )
+
+    async def forget_worker_type(self, task_type: str) -> bool:
+        return await self.engine.write(lambda c: worker_types.forget_worker_type(c, task_type))
+
+    async def worker_types(self) -> list[tuple[str, str]]:
+        return await self.engine.read(worker_types.worker_types)
+
+    # -- queries --------------------------------------------------------------------
+
+    async def get(self, task_id: int) -> TaskRecord | None:
+        return await self.engine.read(lambda c: queries.get(c, task_id))
+
+    async def get_active(self, task_id: int) -> TaskRecord | None:
+        return await self.engine.read(lambda c: queries.get_active(c, task_id))
+
+    async def lookup(self, task_type: str, key: str) -> tuple[str, TaskRecord | None]:
+        return await self.engine.read(lambda c: queries.lookup(c, task_type, key))
+
+    async def list_active(
+        self, flt: TaskFilter, limit: int, offset: int
+    ) -> tuple[list[TaskRecord], int]:
+        return await self.engine.read(lambda c: queries.list_active(c, flt, limit, offset))
+
+    async def list_history(
+        self,
+        *,
+        status: Sequence[str] | None,
+        task_type: str | None,
+        key: str | None,
+        domain: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[TaskRecord], int]:
+        op = functools.partial(
+            queries.list_history,
+            status=status,
+            task_type=task_type,
+            key=key,
+            domain=domain,
+            limit=limit,
+            offset=offset,
+        )
+        return await self.engine.read(op)
+
+    async def retry_source(self, task_id: int) -> tuple[TaskRecord, str | None]:
+        return await self.engine.read(lambda c: queries.retry_source(c, task_id))
+
+    async def dependencies(self, task_id: int) -> dict[str, list[int]]:
+        return await self.engine.read(lambda c: queries.dependencies(c, task_id))
+
+    async def tag_values(self, key: str, domain: str | None) -> list[dict[str, Any]]:
+        return await self.engine.read(lambda c: queries.tag_values(c, key, domain), inline=False)
+
+    async def tag_keys(self, prefix: str, domain: str | None) -> list[str]:
+        return await self.engine.read(lambda c: queries.tag_keys(c, prefix, domain), inline=False)
+
+    async def history_stats(self, task_type: str) -> dict[str, Any]:
+        return await self.engine.read(lambda c: queries.history_stats(c, task_type), inline=False)
+
+    async def avg_throughput(self, task_type: str, n: int) -> dict[str, float]:
+        return await self.engine.read(lambda c: queries.avg_throughput(c, task_type, n))
+
+    async def recent_durations(self, task_type: str, n: int) -> list[int]:
+        return await self.engine.read(lambda c: queries.recent_durations(c, task_type, n))
+
+    async def status_counts(self, domain: str | None = None) -> dict[str, int]:
+        return await self.engine.read(lambda c: queries.status_counts(c, domain))
+
+    async def counts(self, domain: str | None = None) -> Counts:
+        """Everything a snapshot counts, in one read."""
+
+        def op(conn: Any) -> Counts:
+            return Counts(
+                status=queries.status_counts(conn, domain),
+                domains=queries.domain_counts(conn),
+                groups=queries.group_counts(conn),
+                pause_reasons=queries.pause_reason_counts(conn, domain),
+            )
+
+        return await self.engine.read(op)

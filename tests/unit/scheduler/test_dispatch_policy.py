@@ -10,7 +10,7 @@ from taskmill.scheduler.aging import AgingConfig, effective_priority
 from taskmill.scheduler.dispatch import DispatchPolicy, Gate
 from taskmill.scheduler.fairness import GroupDemand, allocate
 from taskmill.scheduler.ratelimit import TokenBucket, check_and_take
-from taskmill.store.db import Admission, Candidate
+from taskmill.store.rows import Admission, Candidate
 
 NOW = 1_700_000_000_000
 MIN = 60_000

@@ -7,12 +7,12 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from taskmill.store import db
-from taskmill.store.store import FileGuard
+from taskmill.store.guard import FileGuard
+from taskmill.store.schema import open_connection
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    conn = db.open_connection(str(path))
+    conn = open_connection(str(path))
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.execute("CREATE TABLE IF NOT EXISTS t (x)")
     conn.execute("INSERT INTO t VALUES (1)")

@@ -1,0 +1,76 @@
+"""Crash recovery and retention."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from .cascade import recheck_waiting
+from .pauses import clear_pause_bit
+from .rows import PAUSE_GLOBAL, PAUSE_PREEMPTION
+
+
+@dataclass(slots=True)
+class Recovery:
+    requeued: int
+    stale_edges: int
+    parents_ready: list[int]
+
+
+def requeue_running(conn: sqlite3.Connection, now: int) -> int:
+    """Every running task back to pending, no retry counted; returns how many."""
+    count: int = conn.execute(
+        "UPDATE tasks SET status = 'pending', started_at = NULL, delayed = "
+        "CASE WHEN run_after IS NOT NULL AND run_after > ? THEN 1 ELSE 0 END "
+        "WHERE status = 'running'",
+        (now,),
+    ).rowcount
+    return count
+
+
+def recover(conn: sqlite3.Connection, now: int) -> Recovery:
+    """Repair state left by a crash: running work goes back to pending, no retry counted."""
+    requeued = requeue_running(conn, now)
+    conn.execute(
+        "UPDATE tasks SET pause_duration_ms = pause_duration_ms + MAX(0, ? - paused_at), "
+        "paused_at = ? WHERE status = 'paused' AND paused_at IS NOT NULL",
+        (now, now),
+    )
+    # Global pause and preemption live in memory only: after a restart they are over.
+    clear_pause_bit(conn, PAUSE_GLOBAL, now)
+    clear_pause_bit(conn, PAUSE_PREEMPTION, now)
+    stale = conn.execute(
+        "DELETE FROM task_deps WHERE depends_on_id NOT IN (SELECT id FROM tasks)"
+    ).rowcount
+    # Blocked tasks with no edges left can run.
+    conn.execute(
+        "UPDATE tasks SET status = 'pending' WHERE status = 'blocked' AND NOT EXISTS "
+        "(SELECT 1 FROM task_deps d WHERE d.task_id = tasks.id)"
+    )
+    return Recovery(requeued=requeued, stale_edges=stale, parents_ready=recheck_waiting(conn, now))
+
+
+def prune_history(
+    conn: sqlite3.Connection, now: int, max_count: int | None, max_age_ms: int | None
+) -> int:
+    """Apply retention; returns the number of history rows removed (tags too)."""
+    removed = 0
+    cutoff: int | None = None
+    if max_count is not None:
+        row = conn.execute(
+            "SELECT history_id FROM history ORDER BY history_id DESC LIMIT 1 OFFSET ?",
+            (max_count,),
+        ).fetchone()
+        if row is not None:
+            cutoff = row[0]
+            conn.execute("DELETE FROM history_tags WHERE history_id <= ?", (cutoff,))
+            removed += conn.execute("DELETE FROM history WHERE history_id <= ?", (cutoff,)).rowcount
+    if max_age_ms is not None:
+        limit = now - max_age_ms
+        conn.execute(
+            "DELETE FROM history_tags WHERE history_id IN "
+            "(SELECT history_id FROM history WHERE finished_at < ?)",
+            (limit,),
+        )
+        removed += conn.execute("DELETE FROM history WHERE finished_at < ?", (limit,)).rowcount
+    return removed

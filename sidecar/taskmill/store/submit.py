@@ -1,0 +1,359 @@
+"""Submission: dedup by key, supersede, bulk insert, dependencies checked at the door."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..errors import InvalidParams
+from ..model import Outcome, Status, TaskRecord
+from .cascade import _cancel_children
+from .rows import NewTask, SubmitEffect, record_from_new, record_from_row
+from .tables import _active, _delete_active, _insert_tags, _Pauses, _to_history
+
+
+def submit(
+    conn: sqlite3.Connection,
+    items: Sequence[NewTask],
+    now: int,
+    *,
+    positions: Sequence[int] | None = None,
+) -> list[SubmitEffect]:
+    """Insert tasks with dedup; a batch is last-wins on equal keys.
+
+    ``positions`` are the items' indexes in the request, when they are a chunk
+    of a larger batch (errors name ``tasks[position]``).
+
+    Raises:
+        InvalidParams: a dependency is unknown, failed, or would form a cycle.
+    """
+    last_index: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(items):
+        last_index[item.task_type, item.key] = i
+    pauses = _Pauses(
+        groups={r[0] for r in conn.execute("SELECT group_key FROM paused_groups")},
+        domains={r[0] for r in conn.execute("SELECT domain FROM paused_domains")},
+    )
+    effects: list[SubmitEffect | None] = [None] * len(items)
+    run: list[int] = []  # plain tasks, inserted together in order
+    for i, item in enumerate(items):
+        if last_index[item.task_type, item.key] != i:
+            continue
+        if (
+            len(items) >= _BULK_MIN
+            and not item.depends_on
+            and item.on_duplicate == "skip"
+            and item.recurring_interval_ms is None
+        ):
+            run.append(i)
+            continue
+        if run:
+            _insert_run(conn, items, run, now, pauses, effects)
+            run = []
+        try:
+            effects[i] = _submit_one(conn, item, now, pauses)
+        except InvalidParams as exc:
+            if (len(items) > 1 or positions is not None) and exc.field is not None:
+                exc.field = f"tasks[{i if positions is None else positions[i]}].{exc.field}"
+            raise
+    if run:
+        _insert_run(conn, items, run, now, pauses, effects)
+    out: list[SubmitEffect] = []
+    for i, item in enumerate(items):
+        eff = effects[i]
+        if eff is None:
+            winner = effects[last_index[item.task_type, item.key]]
+            assert winner is not None
+            eff = SubmitEffect(outcome=Outcome.DUPLICATE, id=winner.id, replaced_id=winner.id)
+        out.append(eff)
+    return out
+
+
+_INSERT_TASK = """
+INSERT INTO tasks (
+    task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
+    fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
+    expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure, depends_on,
+    recurring_interval_ms, recurring_max, pause_reasons, paused_at, tags
+) VALUES (
+    :task_type, :domain, :key, :label, :priority, :status, :delayed, :payload, :group_key,
+    :parent_id, :fail_fast, :max_retries, :retry_policy, :now, :run_after, :er, :ew, :erx, :etx,
+    :ttl_ms, :ttl_from, :expires_at, :on_dep_failure, :depends_on, :rec_interval, :rec_max,
+    :pause_reasons, :paused_at, :tags
+) ON CONFLICT (task_type, key) DO NOTHING RETURNING id
+"""
+
+
+_BULK_MIN = 8
+
+_INSERT_ROW = """
+INSERT OR IGNORE INTO tasks (
+    task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
+    fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
+    expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure,
+    pause_reasons, paused_at, tags
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _insert_run(
+    conn: sqlite3.Connection,
+    items: Sequence[NewTask],
+    run: list[int],
+    now: int,
+    pauses: _Pauses,
+    effects: list[SubmitEffect | None],
+) -> None:
+    """Insert plain tasks (no dependencies, no supersede) in one statement.
+
+    Rows whose key is taken are skipped by the insert. With AUTOINCREMENT and
+    the single writer inside this transaction, the new ids are consecutive
+    after the current sequence: when every row went in, that is the whole
+    answer; otherwise each item is looked up and the taken ones go through the
+    one-by-one dedup path.
+    """
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tasks'").fetchone()
+    first = (row[0] if row else 0) + 1
+    rows = []
+    statuses = []
+    for i in run:
+        item = items[i]
+        reasons = pauses.reasons(item)
+        status = Status.PAUSED if reasons else Status.PENDING
+        statuses.append(status)
+        io = item.expected_io
+        rows.append(
+            (
+                item.task_type,
+                item.domain,
+                item.key,
+                item.label,
+                item.priority,
+                status.value,
+                1 if item.run_after is not None and item.run_after > now else 0,
+                item.payload_json,
+                item.group,
+                item.parent_id,
+                1 if item.fail_fast else 0,
+                item.max_retries,
+                item.retry_policy_json,
+                now,
+                item.run_after,
+                io.disk_read,
+                io.disk_write,
+                io.net_rx,
+                io.net_tx,
+                item.ttl_ms,
+                item.ttl_from,
+                item.expires_at,
+                item.on_dep_failure,
+                reasons,
+                now if reasons else None,
+                item.tags_json,
+            )
+        )
+    inserted = conn.executemany(_INSERT_ROW, rows).rowcount
+    if inserted != len(run):
+        # Some keys were taken: sort out which, the slow way.
+        ours = []
+        for i, status in zip(run, statuses, strict=True):
+            got = conn.execute(
+                "SELECT id FROM tasks WHERE task_type = ? AND key = ? AND id >= ?",
+                (items[i].task_type, items[i].key, first),
+            ).fetchone()
+            if got is None:
+                effects[i] = _submit_one(conn, items[i], now, pauses)
+            else:
+                ours.append((got[0], i, status))
+        _record_run(conn, items, ours, now, effects)
+        return
+    ids = range(first, first + len(run))
+    _record_run(conn, items, list(zip(ids, run, statuses, strict=True)), now, effects)
+
+
+def _record_run(
+    conn: sqlite3.Connection,
+    items: Sequence[NewTask],
+    ours: list[tuple[int, int, Status]],
+    now: int,
+    effects: list[SubmitEffect | None],
+) -> None:
+    tag_rows = [(task_id, k, v) for task_id, i, _ in ours for k, v in items[i].tags.items()]
+    if tag_rows:
+        conn.executemany("INSERT INTO task_tags (task_id, key, value) VALUES (?, ?, ?)", tag_rows)
+    for task_id, i, status in ours:
+        rec = record_from_new(items[i], task_id, now, status)
+        effects[i] = SubmitEffect(outcome=Outcome.INSERTED, id=task_id, record=rec)
+
+
+def _task_params(item: NewTask, now: int, status: Status, reasons: int) -> dict[str, Any]:
+    return {
+        "task_type": item.task_type,
+        "domain": item.domain,
+        "key": item.key,
+        "label": item.label,
+        "priority": item.priority,
+        "status": status.value,
+        "delayed": 1 if item.run_after is not None and item.run_after > now else 0,
+        "payload": item.payload_json,
+        "group_key": item.group,
+        "parent_id": item.parent_id,
+        "fail_fast": 1 if item.fail_fast else 0,
+        "max_retries": item.max_retries,
+        "retry_policy": item.retry_policy_json,
+        "now": now,
+        "run_after": item.run_after,
+        "er": item.expected_io.disk_read,
+        "ew": item.expected_io.disk_write,
+        "erx": item.expected_io.net_rx,
+        "etx": item.expected_io.net_tx,
+        "ttl_ms": item.ttl_ms,
+        "ttl_from": item.ttl_from,
+        "expires_at": item.expires_at,
+        "on_dep_failure": item.on_dep_failure,
+        "depends_on": json.dumps(item.depends_on),
+        "rec_interval": item.recurring_interval_ms,
+        "rec_max": item.recurring_max,
+        "pause_reasons": reasons,
+        "paused_at": now if reasons else None,
+        "tags": item.tags_json,
+    }
+
+
+def _resolve_dependencies(conn: sqlite3.Connection, item: NewTask) -> list[int]:
+    """Return the dependency ids still active (edges to insert).
+
+    A dependency whose latest record is completed is satisfied; one that ended
+    otherwise fails the submission unless the policy is ``ignore``.
+    """
+    waiting: list[int] = []
+    for dep in dict.fromkeys(item.depends_on):
+        if _active(conn, dep) is not None:
+            waiting.append(dep)
+            continue
+        row = conn.execute(
+            "SELECT status FROM history WHERE id = ? ORDER BY history_id DESC LIMIT 1", (dep,)
+        ).fetchone()
+        if row is None:
+            raise InvalidParams(f"depends_on: no task with id {dep}", field="depends_on")
+        if row["status"] == Status.COMPLETED.value or item.on_dep_failure == "ignore":
+            continue
+        raise InvalidParams(
+            f"depends_on: task {dep} already ended as {row['status']}", field="depends_on"
+        )
+    return waiting
+
+
+def _creates_cycle(conn: sqlite3.Connection, task_id: int, deps: Iterable[int]) -> bool:
+    deps = list(deps)
+    if task_id in deps:
+        return True
+    if not deps:
+        return False
+    marks = ",".join("?" * len(deps))
+    row = conn.execute(
+        f"""
+        WITH RECURSIVE up(id) AS (
+            SELECT depends_on_id FROM task_deps WHERE task_id IN ({marks})
+            UNION
+            SELECT d.depends_on_id FROM task_deps d JOIN up ON d.task_id = up.id
+        )
+        SELECT 1 FROM up WHERE id = ? LIMIT 1
+        """,
+        (*deps, task_id),
+    ).fetchone()
+    return row is not None
+
+
+def _insert_new(
+    conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses
+) -> TaskRecord | None:
+    """Insert a task; None when its key is taken (nothing written)."""
+    waiting = _resolve_dependencies(conn, item) if item.depends_on else []
+    status = Status.BLOCKED if waiting else Status.PENDING
+    reasons = pauses.reasons(item) if status is Status.PENDING else 0
+    if reasons:
+        status = Status.PAUSED
+    row = conn.execute(_INSERT_TASK, _task_params(item, now, status, reasons)).fetchone()
+    if row is None:
+        return None
+    task_id: int = row[0]
+    _insert_tags(conn, task_id, item.tags)
+    if item.recurring_interval_ms is not None:
+        conn.execute("UPDATE tasks SET schedule_id = id WHERE id = ?", (task_id,))
+    if waiting:
+        conn.executemany(
+            "INSERT OR IGNORE INTO task_deps (task_id, depends_on_id) VALUES (?, ?)",
+            [(task_id, d) for d in waiting],
+        )
+    return record_from_new(item, task_id, now, status)
+
+
+def _by_key(conn: sqlite3.Connection, item: NewTask) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM tasks WHERE task_type = ? AND key = ?", (item.task_type, item.key)
+    ).fetchone()
+    return row
+
+
+def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses) -> SubmitEffect:
+    existing = None
+    if item.depends_on or item.on_duplicate == "supersede":
+        existing = _by_key(conn, item)
+    if existing is None:
+        # The common case is one statement: insert unless the key is taken.
+        rec = _insert_new(conn, item, now, pauses)
+        if rec is not None:
+            return SubmitEffect(outcome=Outcome.INSERTED, id=rec.id, record=rec)
+        existing = _by_key(conn, item)
+        assert existing is not None
+    old = record_from_row(existing)
+    status = old.status
+    if item.on_duplicate == "supersede":
+        return _supersede(conn, item, existing, now, pauses)
+    if status in (Status.PENDING, Status.PAUSED, Status.BLOCKED) and item.priority < old.priority:
+        conn.execute("UPDATE tasks SET priority = ? WHERE id = ?", (item.priority, old.id))
+        rec = old.evolve(priority=item.priority, effective_priority=item.priority)
+        return SubmitEffect(outcome=Outcome.UPGRADED, id=old.id, replaced_id=old.id, record=rec)
+    if status is Status.RUNNING and item.payload_json != existing["payload"]:
+        prio = item.priority
+        if existing["requeue"] and existing["requeue_priority"] is not None:
+            prio = min(prio, existing["requeue_priority"])
+        conn.execute(
+            "UPDATE tasks SET requeue = 1, requeue_priority = ?, requeue_payload = ? WHERE id = ?",
+            (prio, item.payload_json, old.id),
+        )
+        return SubmitEffect(outcome=Outcome.REQUEUED, id=old.id, replaced_id=old.id, record=old)
+    return SubmitEffect(outcome=Outcome.DUPLICATE, id=old.id, replaced_id=old.id)
+
+
+def _supersede(
+    conn: sqlite3.Connection, item: NewTask, existing: sqlite3.Row, now: int, pauses: _Pauses
+) -> SubmitEffect:
+    """Replace the task holding the key: it goes to history as ``superseded`` (its
+    children are cancelled) and the new task takes its place with a new id; tasks
+    that waited for the old one wait for the new one."""
+    old = record_from_row(existing)
+    _to_history(conn, old.id, Status.SUPERSEDED, now, tags_json=existing["tags"], delete=False)
+    cancelled = _cancel_children(conn, old.id, now, "superseded")
+    _delete_active(conn, old.id)
+    new = _insert_new(conn, item, now, pauses)
+    assert new is not None
+    conn.execute("UPDATE task_deps SET depends_on_id = ? WHERE depends_on_id = ?", (new.id, old.id))
+    waiting = [
+        r[0]
+        for r in conn.execute("SELECT depends_on_id FROM task_deps WHERE task_id = ?", (new.id,))
+    ]
+    if waiting and _creates_cycle(conn, new.id, waiting):
+        raise InvalidParams("depends_on: the dependencies would form a cycle", field="depends_on")
+    return SubmitEffect(
+        outcome=Outcome.SUPERSEDED,
+        id=new.id,
+        replaced_id=old.id,
+        record=new,
+        old_record=old,
+        stop_running=old.status in (Status.RUNNING, Status.WAITING),
+        cancelled=cancelled,
+    )
