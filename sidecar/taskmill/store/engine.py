@@ -29,14 +29,14 @@ more.)
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from ..errors import DatabaseGone, StorageError, TaskmillError
 from . import recovery, schema
@@ -178,13 +178,43 @@ def _run_read(conn: sqlite3.Connection, op: Op) -> Any:
         raise _storage_error(exc) from exc
 
 
+class DbThread:
+    """One sqlite3 connection and the one thread that runs work on it.
+
+    A single-worker executor: an operation handed over runs whole on that
+    thread (a transaction is one hop, whatever its statement count), and the
+    connection is opened there too. (This is what aiosqlite does inside; we
+    needed its private ``_execute`` and ``_conn`` to hand it whole operations,
+    so the standard library's executor does the job instead.)
+    """
+
+    def __init__(self, name: str) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self.conn: sqlite3.Connection | None = None
+
+    async def open(self, connector: Callable[[], sqlite3.Connection]) -> sqlite3.Connection:
+        try:
+            self.conn = await self.run(connector)
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+        return self.conn
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.run(self.conn.close)
+        await asyncio.to_thread(self._pool.shutdown, True)
+
+
 class Engine:
     """An open database: its connection, its thread and group commit."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, path: str, *, busy_timeout_ms: int = 5000
-    ) -> None:
-        self._conn = conn
+    def __init__(self, thread: DbThread, path: str, *, busy_timeout_ms: int = 5000) -> None:
+        self._thread = thread
         self.path = path
         self._wait_s = busy_timeout_ms / 1000
         self._queue: list[tuple[Op, asyncio.Future[Any]]] = []
@@ -201,7 +231,7 @@ class Engine:
         self._watch_task: asyncio.Task[None] | None = None
         self._checkpointing: asyncio.Task[None] | None = None
         #: The read-only connection for reads while a write holds the thread.
-        self._reader: asyncio.Task[aiosqlite.Connection] | None = None
+        self._reader: asyncio.Task[DbThread] | None = None
 
     @classmethod
     async def open(
@@ -220,17 +250,12 @@ class Engine:
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             return conn
 
-        conn = aiosqlite.Connection(connector, 64)
+        thread = DbThread("taskmill-db")
         try:
-            await conn
-        except BaseException as exc:
-            # aiosqlite stops its thread on a failed connect; wait for it so it
-            # does not report to an event loop that is already gone.
-            await asyncio.to_thread(conn._thread.join, 5.0)
-            if isinstance(exc, sqlite3.Error):
-                raise _storage_error(exc) from exc
-            raise
-        store = cls(conn, path, busy_timeout_ms=busy_timeout_ms)
+            await thread.open(connector)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
+        store = cls(thread, path, busy_timeout_ms=busy_timeout_ms)
         # A WAL left by a crash (or many short runs) is folded in at start.
         try:
             await store._on_thread(_run_read, store._raw(), schema.checkpoint)
@@ -242,18 +267,15 @@ class Engine:
         return store
 
     def _raw(self) -> sqlite3.Connection:
-        raw: sqlite3.Connection = self._conn._conn
-        return raw
+        assert self._thread.conn is not None
+        return self._thread.conn
 
     async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        # aiosqlite runs every call on its connection thread; we hand it whole
-        # operations so a transaction is one hop, whatever its statement count.
         self._on_thread_count += 1
         try:
-            result: T = await self._conn._execute(fn, *args)  # type: ignore[no-untyped-call]
+            return await self._thread.run(fn, *args)
         finally:
             self._on_thread_count -= 1
-        return result
 
     def _idle(self) -> bool:
         return (
@@ -371,13 +393,11 @@ class Engine:
             except sqlite3.Error as exc:
                 raise _storage_error(exc) from exc
         reader = await self._reader_conn()
-        if reader is None:
+        if reader is None or reader.conn is None:
             return await self._on_thread(_run_read, self._raw(), op)
-        raw: sqlite3.Connection = reader._conn  # see _on_thread
-        result: T = await reader._execute(_run_read, raw, op)  # type: ignore[no-untyped-call]
-        return result
+        return await reader.run(_run_read, reader.conn, op)
 
-    async def _reader_conn(self) -> aiosqlite.Connection | None:
+    async def _reader_conn(self) -> DbThread | None:
         """The read-only connection, opened on first need (None in memory)."""
         if self.guard is None:
             return None
@@ -398,10 +418,10 @@ class Engine:
             return None
 
     @staticmethod
-    async def _open_reader(connector: Callable[[], sqlite3.Connection]) -> aiosqlite.Connection:
-        conn = aiosqlite.Connection(connector, 64)
-        await conn
-        return conn
+    async def _open_reader(connector: Callable[[], sqlite3.Connection]) -> DbThread:
+        thread = DbThread("taskmill-db-reader")
+        await thread.open(connector)
+        return thread
 
     async def close(self) -> None:
         """Checkpoint the WAL and close. Pending writes are finished first."""
@@ -419,4 +439,4 @@ class Engine:
             await self._on_thread(_run_read, self._raw(), schema.checkpoint)
         except (StorageError, ValueError) as exc:
             log.warning("checkpoint on close failed: %s", exc)
-        await self._conn.close()
+        await self._thread.close()
