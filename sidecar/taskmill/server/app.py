@@ -32,7 +32,6 @@ from ..protocol.params.session import ShutdownMode
 from ..scheduler.config import SchedulerConfig
 from ..scheduler.core import Scheduler
 from ..scheduler.domain import Domain
-from ..store.store import rescue_running
 from .api import HANDLERS
 from .lifeline import Lifeline
 from .session import Sessions
@@ -221,11 +220,10 @@ class Sidecar:
             )
         # Signals and the watchdog are in place before the ready line, so a
         # launcher that acts on it at once cannot race them.
-        path = self.scheduler.path
         self.lifeline = lifeline = Lifeline(
             call_on_loop=loop.call_soon_threadsafe,
             request_shutdown=self.request_shutdown,
-            rescue=lambda: rescue_running(path, self.scheduler.clock.now_ms()),
+            rescue=self.scheduler.rescue_running,
             drain_timeout_s=self.scheduler.config.drain_timeout_ms / 1000,
         )
         if threading.current_thread() is threading.main_thread():
