@@ -198,17 +198,23 @@ def annotation(value: Any) -> str:
 
 
 def members(cls: type) -> list[tuple[str, Any]]:
-    """Public methods and properties defined on the class itself (not on its bases)."""
-    found: list[tuple[str, Any]] = []
+    """Public methods and properties of the class, its own and those of its
+    private taskmill bases (mixins), not those of builtins, enum or public bases."""
+    found: dict[str, Any] = {}
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    for name, value in vars(cls).items():
-        if name.startswith("_") or name in fields:
+    for klass in cls.__mro__:
+        # A public base (TaskmillError) has its own section: not repeated here.
+        public_base = klass is not cls and klass.__name__ in taskmill.__all__
+        if not klass.__module__.startswith("taskmill") or public_base:
             continue
-        if isinstance(value, (staticmethod, classmethod)):
-            value = value.__func__
-        if isinstance(value, property) or inspect.isfunction(value):
-            found.append((name, value))
-    return found
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in fields or name in found:
+                continue
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if isinstance(value, property) or inspect.isfunction(value):
+                found[name] = value
+    return list(found.items())
 
 
 def class_section(name: str, cls: type) -> list[str]:
