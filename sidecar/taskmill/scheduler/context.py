@@ -6,15 +6,31 @@ import asyncio
 import threading
 from collections import ChainMap
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import TaskCancelled
 from ..model import IoBudget, JSONValue, Submission, SubmitResult, TaskRecord
 
-if TYPE_CHECKING:
-    from .core import Scheduler
+__all__ = ["CancelSignal", "ProgressReporter", "Spawner", "TaskContext"]
 
-__all__ = ["CancelSignal", "ProgressReporter", "TaskContext"]
+
+class Spawner(Protocol):
+    """What a running task may submit through (the scheduler)."""
+
+    async def submit(
+        self, task_type: str, payload: JSONValue = None, **options: Any
+    ) -> SubmitResult: ...
+
+    async def spawn_children(
+        self, parent: TaskRecord, subs: list[Submission]
+    ) -> list[SubmitResult]: ...
+
+    async def spawn_sibling(
+        self, rec: TaskRecord, task_type: str, payload: JSONValue, options: dict[str, Any]
+    ) -> SubmitResult: ...
+
+
+ProgressSink = Callable[["TaskContext", float, "str | None"], None]
 
 
 _IO_LOCK = threading.Lock()
@@ -49,7 +65,8 @@ class CancelSignal:
             self._event = asyncio.Event()
         await self._event.wait()
 
-    def _set(self, reason: str) -> None:
+    def fire(self, reason: str) -> None:
+        """Set the signal (the scheduler does, when the run must stop)."""
         if self._flag:
             return
         self.reason = reason
@@ -89,15 +106,16 @@ class TaskContext:
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        spawner: Spawner,
         record: TaskRecord,
         attempt: int,
         state: Mapping[Any, Any],
         loop: asyncio.AbstractEventLoop,
         phase: str = "execute",
         children: list[dict[str, Any]] | None = None,
+        progress_sink: ProgressSink | None = None,
     ) -> None:
-        self._scheduler = scheduler
+        self._spawner = spawner
         self.record = record
         self.attempt = attempt
         self.phase = phase
@@ -111,7 +129,7 @@ class TaskContext:
         self._io = [0, 0, 0, 0]
         #: How many children this run spawned (counted by the scheduler).
         self.spawned = 0
-        self._progress_sink: Callable[[TaskContext, float, str | None], None] | None = None
+        self._progress_sink = progress_sink
 
     @property
     def task_id(self) -> int:
@@ -172,18 +190,18 @@ class TaskContext:
         self, task_type: str, payload: JSONValue = None, **options: Any
     ) -> SubmitResult:
         """Submit another (independent) task from inside this one."""
-        return await self._scheduler.submit(task_type, payload, **options)
+        return await self._spawner.submit(task_type, payload, **options)
 
     async def spawn_child(
         self, task_type: str, payload: JSONValue = None, **options: Any
     ) -> SubmitResult:
         """Submit a child of this task; the parent waits for it before finalizing."""
         options["parent_id"] = self.record.id
-        return await self._scheduler.submit(task_type, payload, **options)
+        return await self._spawner.submit(task_type, payload, **options)
 
     async def spawn_children(self, subs: list[Submission]) -> list[SubmitResult]:
         """Submit several children in one transaction."""
-        return await self._scheduler._spawn_children(self.record, subs)
+        return await self._spawner.spawn_children(self.record, subs)
 
     async def spawn_sibling(
         self, task_type: str, payload: JSONValue = None, **options: Any
@@ -193,7 +211,7 @@ class TaskContext:
         Raises:
             InvalidState: this task has no parent.
         """
-        return await self._scheduler._spawn_sibling(self.record, task_type, payload, options)
+        return await self._spawner.spawn_sibling(self.record, task_type, payload, options)
 
 
 def state_view(

@@ -2,7 +2,7 @@
 
 A client registers for some task types with a concurrency; the scheduler's
 gate sees the free slots through :class:`WorkerPool` (a
-:class:`~taskmill.scheduler.core.RemoteExecutors`), and each run becomes a
+:class:`~taskmill.scheduler.executions.RemoteExecutors`), and each run becomes a
 ``worker.execute`` request to that client. When a connection closes, its
 running tasks go back to pending without counting a retry, as after a crash.
 """
