@@ -42,11 +42,16 @@ from .server.app import EXIT_ERROR, EXIT_STARTUP, Sidecar, SidecarOptions
 
 __all__ = [
     "RepeatFilter",
+    "StartupError",
+    "build_options",
     "build_parser",
     "bundled_apps",
+    "check",
     "default_db_path",
+    "load_apps",
     "main",
     "raise_fd_limit",
+    "setup_logging",
 ]
 
 log = logging.getLogger("taskmill")

@@ -37,7 +37,7 @@ from .filters import TaskFilter
 from .store import queries, schema
 from .store.lock import holder_of
 
-__all__ = ["main"]
+__all__ = ["Refused", "build_parser", "main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -35,6 +35,7 @@ __all__ = [
     "Submission",
     "SubmitResult",
     "TaskRecord",
+    "check_name",
     "parse_priority",
     "split_task_type",
 ]

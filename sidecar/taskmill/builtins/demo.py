@@ -47,7 +47,7 @@ def _int(p: Mapping[str, Any], name: str, default: int | None, lo: int, hi: int)
     return value
 
 
-async def sleep(payload: Any, ctx: TaskContext) -> Any:
+async def _sleep(payload: Any, ctx: TaskContext) -> Any:
     p = _obj(payload, "demo::sleep")
     ms = _int(p, "ms", None, 0, _MAX_SLEEP_MS)
     steps = _int(p, "steps", 10, 1, 10_000)
@@ -61,7 +61,7 @@ async def sleep(payload: Any, ctx: TaskContext) -> Any:
     return p.get("result", {"slept_ms": ms})
 
 
-async def fail(payload: Any, ctx: TaskContext) -> Any:
+async def _fail(payload: Any, ctx: TaskContext) -> Any:
     p = _obj(payload, "demo::fail")
     times = _int(p, "times", None, -1, 1_000_000)
     retryable = p.get("retryable", True)
@@ -112,7 +112,7 @@ def _io(payload: Any, ctx: TaskContext) -> Any:
     return {"read_bytes": read, "write_bytes": write_bytes}
 
 
-class Fanout:
+class _Fanout:
     """Spawns ``children`` children; finalize reports how many there were."""
 
     async def execute(self, payload: Any, ctx: TaskContext) -> Any:
@@ -133,16 +133,16 @@ class Fanout:
         return {"children": len(ctx.children)}
 
 
-async def echo(payload: Any, ctx: TaskContext) -> Any:
+async def _echo(payload: Any, ctx: TaskContext) -> Any:
     return payload
 
 
 def demo_domain() -> Domain:
     """A fresh ``demo`` domain with its five task types."""
     d = Domain("demo")
-    d.register("sleep", sleep)
-    d.register("fail", fail)
+    d.register("sleep", _sleep)
+    d.register("fail", _fail)
     d.register("io", _io, expected_io=IoBudget(disk_read=1 << 20, disk_write=1 << 20))
-    d.register("fanout", Fanout())
-    d.register("echo", echo)
+    d.register("fanout", _Fanout())
+    d.register("echo", _echo)
     return d

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from ..errors import TaskCancelled
 from ..model import IoBudget, JSONValue, Submission, SubmitResult, TaskRecord
 
-__all__ = ["CancelSignal", "ProgressReporter", "Spawner", "TaskContext"]
+__all__ = ["CancelSignal", "ProgressReporter", "Spawner", "TaskContext", "state_view"]
 
 
 class Spawner(Protocol):

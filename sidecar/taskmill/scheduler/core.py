@@ -28,7 +28,6 @@ from ..errors import InvalidParams, InvalidState, ShuttingDown, StorageError, Ta
 from ..memory import no_cyclic_gc
 from ..model import JSONValue, Outcome, Status, Submission, SubmitResult, TaskRecord
 from ..resource import Sampler
-from ..store.engine import rescue_running
 from ..store.lock import DatabaseLock
 from ..store.rows import NewTask, SubmitEffect
 from ..store.store import Store
@@ -363,7 +362,7 @@ class Scheduler(Control, Queries):
         Raises:
             sqlite3.Error: the database could not be written within a second.
         """
-        return rescue_running(self.path, self.clock.now_ms())
+        return Store.rescue_running(self.path, self.clock.now_ms())
 
     async def wait_closed(self) -> None:
         await self._closed.wait()

@@ -24,7 +24,7 @@ from .threads import run_sync
 if TYPE_CHECKING:
     from .context import TaskContext
 
-__all__ = ["Domain", "Executor", "TaskType", "TypeRegistry"]
+__all__ = ["BoundExecutor", "Domain", "Executor", "TaskType", "TypeRegistry"]
 
 
 @runtime_checkable
@@ -38,7 +38,7 @@ ExecuteFn = Callable[[Any, "TaskContext"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
+async def _call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
     """Await ``fn(*args)`` if it is a coroutine function, else run it in a thread
     (the scheduler's executor threads, see :mod:`taskmill.scheduler.threads`)."""
     if inspect.iscoroutinefunction(fn):
@@ -69,27 +69,27 @@ class BoundExecutor:
             fn = target
 
             async def execute(payload: Any, ctx: TaskContext) -> Any:
-                return await call_maybe_async(fn, payload, ctx)
+                return await _call_maybe_async(fn, payload, ctx)
 
             return cls(execute=execute)
         if hasattr(target, "execute"):
             obj = target
 
             async def execute_m(payload: Any, ctx: TaskContext) -> Any:
-                return await call_maybe_async(obj.execute, payload, ctx)
+                return await _call_maybe_async(obj.execute, payload, ctx)
 
             fin = None
             if hasattr(obj, "finalize"):
 
                 async def fin_m(payload: Any, memo: Any, ctx: TaskContext) -> Any:
-                    return await call_maybe_async(obj.finalize, payload, memo, ctx)
+                    return await _call_maybe_async(obj.finalize, payload, memo, ctx)
 
                 fin = fin_m
             canc = None
             if hasattr(obj, "on_cancel"):
 
                 async def canc_m(payload: Any, ctx: TaskContext) -> Any:
-                    return await call_maybe_async(obj.on_cancel, payload, ctx)
+                    return await _call_maybe_async(obj.on_cancel, payload, ctx)
 
                 canc = canc_m
             return cls(execute=execute_m, finalize=fin, on_cancel=canc)

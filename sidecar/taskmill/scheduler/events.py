@@ -29,6 +29,7 @@ __all__ = [
     "EventBus",
     "EventFilter",
     "Subscription",
+    "header",
 ]
 
 

@@ -30,8 +30,11 @@ __all__ = [
     "FailureDecision",
     "decide_failure",
     "dedup_key",
+    "describe_error",
+    "encode_payload",
     "encode_result",
     "next_wake_ms",
+    "policy_from_json",
     "resolve_submission",
 ]
 
@@ -158,7 +161,7 @@ def dedup_key(task_type: str, key: str | None, canonical_payload: str) -> str:
     return hashlib.sha256(f"{task_type}:{canonical_payload}".encode()).hexdigest()
 
 
-def check_tags(tags: Mapping[str, str], field_name: str = "tags") -> dict[str, str]:
+def _check_tags(tags: Mapping[str, str], field_name: str = "tags") -> dict[str, str]:
     """Validate a tag map: at most 32, keys 1..64 bytes, values up to 256 bytes."""
     if len(tags) > MAX_TAGS:
         raise InvalidParams(f"at most {MAX_TAGS} tags per task, got {len(tags)}", field=field_name)
@@ -248,7 +251,7 @@ def resolve_submission(
         if not isinstance(sub.tags, Mapping):
             raise InvalidParams("tags must be an object of strings", field="tags")
         tags.update(sub.tags)
-    tags = check_tags(tags)
+    tags = _check_tags(tags)
 
     group = sub.group if sub.group is not None else (tt.group or domain.default_group)
     if group is not None and (not isinstance(group, str) or not group or len(group) > 256):

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ExecutorThreads", "ThreadSlot", "run_sync"]
+__all__ = ["ExecutorThreads", "ThreadSlot", "bind", "run_sync"]
 
 #: Seconds an idle thread waits for work before it ends.
 IDLE_EXIT_S = 60.0

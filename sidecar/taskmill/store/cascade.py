@@ -14,6 +14,17 @@ from .queries import active_ids
 from .rows import PAUSE_DOMAIN, PAUSE_GROUP, CancelledTask, Effects, record_from_row
 from .tables import _IN_CHUNK, _active, _bulk_to_history, _paused_sets, _to_history
 
+__all__ = [
+    "cancel",
+    "cancel_page",
+    "child_outcomes",
+    "dependency_done",
+    "dependency_failed",
+    "expire_due",
+    "recheck_waiting",
+    "settle_parents",
+]
+
 
 def _unblock(conn: sqlite3.Connection, now: int, eff: Effects, task_id: int) -> None:
     """A blocked task with no edges left becomes pending (paused in a paused group/domain)."""

@@ -22,6 +22,8 @@ from .rows import (
 )
 from .tables import _READY
 
+__all__ = ["claim", "next_due"]
+
 _CANDIDATE_COLUMNS = (
     "id, task_type, domain, group_key, priority, expires_at, created_at, pause_duration_ms, "
     "expected_read, expected_write, expected_net_rx, expected_net_tx"

@@ -42,7 +42,7 @@ from ..errors import DatabaseGone, StorageError, TaskmillError
 from . import recovery, schema
 from .guard import IDENTITY_CHECK_S, FileGuard
 
-__all__ = ["Engine", "rescue_running"]
+__all__ = ["DbThread", "Engine", "rescue_running"]
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,18 @@ from ..errors import NotFound
 from .rows import PAUSE_DOMAIN, PAUSE_GROUP, PAUSE_PREEMPTION
 from .tables import _active
 
+__all__ = [
+    "clear_pause_bit",
+    "has_preempted",
+    "load_pauses",
+    "pause_domain",
+    "pause_group",
+    "resume_domain",
+    "resume_group",
+    "resume_preempted",
+    "set_priority",
+]
+
 
 def clear_pause_bit(
     conn: sqlite3.Connection,

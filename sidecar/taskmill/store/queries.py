@@ -12,6 +12,28 @@ from ..model import Status, TaskRecord
 from .rows import pause_reason_names, record_from_row
 from .tables import _READY, _active
 
+__all__ = [
+    "active_ids",
+    "avg_throughput",
+    "dependencies",
+    "domain_counts",
+    "get",
+    "get_active",
+    "group_counts",
+    "history_counts",
+    "history_stats",
+    "latest_history",
+    "list_active",
+    "list_history",
+    "lookup",
+    "pause_reason_counts",
+    "recent_durations",
+    "retry_source",
+    "status_counts",
+    "tag_keys",
+    "tag_values",
+]
+
 
 def get(conn: sqlite3.Connection, task_id: int) -> TaskRecord | None:
     row = _active(conn, task_id)

@@ -9,6 +9,8 @@ from .cascade import recheck_waiting
 from .pauses import clear_pause_bit
 from .rows import PAUSE_GLOBAL, PAUSE_PREEMPTION
 
+__all__ = ["Recovery", "prune_history", "recover", "requeue_running"]
+
 
 @dataclass(slots=True)
 class Recovery:

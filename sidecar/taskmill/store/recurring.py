@@ -10,6 +10,8 @@ from .pauses import _pause_queued, clear_pause_bit
 from .rows import PAUSE_DOMAIN, PAUSE_GROUP, PAUSE_SCHEDULE
 from .tables import _paused_sets
 
+__all__ = ["find_schedule", "schedules", "set_schedule_paused"]
+
 _OCCURRENCE_COPY = (
     "task_type, domain, key, label, priority, payload, group_key, fail_fast, max_retries, "
     "retry_policy, expected_read, expected_write, expected_net_rx, expected_net_tx, ttl_ms, "

@@ -18,6 +18,8 @@ from .recurring import _next_occurrence
 from .rows import Effects, Finish, FinishResult
 from .tables import _to_history
 
+__all__ = ["finish", "pause_running", "return_to_pending"]
+
 
 def finish(
     conn: sqlite3.Connection, items: Sequence[Finish], now: int, eff: Effects | None = None

@@ -10,6 +10,8 @@ from importlib import resources
 
 from ..errors import StorageError
 
+__all__ = ["SCHEMA_VERSION", "checkpoint", "checkpoint_passive", "open_connection", "open_readonly"]
+
 
 def _migrations() -> list[tuple[int, str]]:
     folder = resources.files("taskmill.store") / "migrations"

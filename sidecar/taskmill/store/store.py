@@ -20,7 +20,7 @@ from typing import Any
 from ..filters import TaskFilter
 from ..model import TaskRecord
 from . import cascade, claim, pauses, queries, recovery, recurring, runs, submit, worker_types
-from .engine import Engine
+from .engine import Engine, rescue_running as engine_rescue_running
 from .guard import FileGuard
 from .rows import (
     CancelledTask,
@@ -76,6 +76,17 @@ class Store:
         return cls(
             await Engine.open(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
         )
+
+    @staticmethod
+    def rescue_running(path: str, now: int) -> int:
+        """Put running tasks back to pending through a fresh connection of its
+        own, from any thread, whether or not a Store is open (the lifeline's
+        last act while task code blocks the loop). Returns how many.
+
+        Raises:
+            sqlite3.Error: the database could not be written within a second.
+        """
+        return engine_rescue_running(path, now)
 
     @property
     def guard(self) -> FileGuard | None:

@@ -13,6 +13,8 @@ from .cascade import _cancel_children
 from .rows import NewTask, SubmitEffect, record_from_new, record_from_row
 from .tables import _active, _delete_active, _insert_tags, _Pauses, _to_history
 
+__all__ = ["submit"]
+
 
 def submit(
     conn: sqlite3.Connection,

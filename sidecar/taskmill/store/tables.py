@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from ..model import IoBudget, Status
 from .rows import PAUSE_DOMAIN, PAUSE_GROUP, NewTask
 
+__all__ = []
+
 _HISTORY_COLUMNS = (
     "id, task_type, domain, key, label, priority, status, payload, result, memo, group_key, "
     "parent_id, fail_fast, retry_count, max_retries, last_error, created_at, started_at, "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+__all__ = ["forget_worker_type", "save_worker_type", "worker_types"]
+
 
 def save_worker_type(conn: sqlite3.Connection, task_type: str, config_json: str, now: int) -> None:
     """Remember a type a worker declared inline, so its tasks wait across restarts."""
