@@ -104,15 +104,15 @@ snapshots); the codec checks them."""
 # -- session and sidecar -----------------------------------------------------
 
 
-async def session_hello(call: Call, params: SessionHelloParams) -> JSONObject:
+async def _session_hello(call: Call, params: SessionHelloParams) -> JSONObject:
     return call.session.hello(params)
 
 
-async def sidecar_info(call: Call, params: NoParams) -> JSONObject:
+async def _sidecar_info(call: Call, params: NoParams) -> JSONObject:
     return call.host.info()
 
 
-async def sidecar_shutdown(call: Call, params: ShutdownParams) -> JSONObject:
+async def _sidecar_shutdown(call: Call, params: ShutdownParams) -> JSONObject:
     call.host.request_shutdown(params.mode, params.timeout_ms)
     return {}
 
@@ -120,12 +120,12 @@ async def sidecar_shutdown(call: Call, params: ShutdownParams) -> JSONObject:
 # -- tasks -------------------------------------------------------------------
 
 
-async def task_submit(call: Call, params: Submission) -> JSONObject:
+async def _task_submit(call: Call, params: Submission) -> JSONObject:
     (res,) = await call.scheduler.submit_many([params])
     return res.to_dict()
 
 
-async def task_submit_batch(call: Call, params: SubmitBatchParams) -> JSONObject:
+async def _task_submit_batch(call: Call, params: SubmitBatchParams) -> JSONObject:
     if not params.tasks:
         return {"outcomes": []}
     results = await call.scheduler.submit_many(list(params.tasks))
@@ -137,11 +137,11 @@ async def task_submit_batch(call: Call, params: SubmitBatchParams) -> JSONObject
     return {"outcomes": outcomes}
 
 
-async def task_get(call: Call, params: IdParams) -> JSONObject:
+async def _task_get(call: Call, params: IdParams) -> JSONObject:
     return (await call.scheduler.get(params.id)).to_dict()
 
 
-async def task_lookup(call: Call, params: TaskLookupParams) -> JSONObject:
+async def _task_lookup(call: Call, params: TaskLookupParams) -> JSONObject:
     where, rec = await call.scheduler.lookup(params.task_type, params.key)
     out: dict[str, object] = {"where": where}
     if rec is not None:
@@ -160,30 +160,30 @@ def _filter(params: TaskListParams | CancelWhereParams) -> TaskFilter:
     )
 
 
-async def task_list(call: Call, params: TaskListParams) -> JSONObject:
+async def _task_list(call: Call, params: TaskListParams) -> JSONObject:
     tasks, total = await call.scheduler.list_tasks(
         _filter(params), limit=params.limit, offset=params.offset
     )
     return {"tasks": [t.to_dict() for t in tasks], "total": total}
 
 
-async def task_cancel(call: Call, params: IdParams) -> dict[str, bool]:
+async def _task_cancel(call: Call, params: IdParams) -> dict[str, bool]:
     return {"cancelled": await call.scheduler.cancel(params.id)}
 
 
-async def task_cancel_where(call: Call, params: CancelWhereParams) -> dict[str, list[int]]:
+async def _task_cancel_where(call: Call, params: CancelWhereParams) -> dict[str, list[int]]:
     return {"cancelled": await call.scheduler.cancel_where(_filter(params))}
 
 
-async def task_set_priority(call: Call, params: TaskSetPriorityParams) -> dict[str, bool]:
+async def _task_set_priority(call: Call, params: TaskSetPriorityParams) -> dict[str, bool]:
     return {"updated": await call.scheduler.set_priority(params.id, params.priority)}
 
 
-async def task_retry_dead_letter(call: Call, params: IdParams) -> JSONObject:
+async def _task_retry_dead_letter(call: Call, params: IdParams) -> JSONObject:
     return (await call.scheduler.retry_dead_letter(params.id)).to_dict()
 
 
-async def history_list(call: Call, params: HistoryListParams) -> JSONObject:
+async def _history_list(call: Call, params: HistoryListParams) -> JSONObject:
     tasks, total = await call.scheduler.history(
         status=None if params.status is None else [st.value for st in params.status],
         task_type=params.task_type,
@@ -194,87 +194,87 @@ async def history_list(call: Call, params: HistoryListParams) -> JSONObject:
     return {"tasks": [t.to_dict() for t in tasks], "total": total}
 
 
-async def history_stats(call: Call, params: HistoryStatsParams) -> JSONObject:
+async def _history_stats(call: Call, params: HistoryStatsParams) -> JSONObject:
     return await call.scheduler.history_stats(params.task_type)
 
 
-async def dependencies_get(call: Call, params: IdParams) -> dict[str, list[int]]:
+async def _dependencies_get(call: Call, params: IdParams) -> dict[str, list[int]]:
     return await call.scheduler.dependencies(params.id)
 
 
-async def tags_values(call: Call, params: TagsValuesParams) -> JSONObject:
+async def _tags_values(call: Call, params: TagsValuesParams) -> JSONObject:
     return {"values": await call.scheduler.tag_values(params.key, domain=params.domain)}
 
 
-async def tags_keys(call: Call, params: TagsKeysParams) -> dict[str, list[str]]:
+async def _tags_keys(call: Call, params: TagsKeysParams) -> dict[str, list[str]]:
     return {"keys": await call.scheduler.tag_keys(params.prefix, domain=params.domain)}
 
 
 # -- scheduler control -------------------------------------------------------
 
 
-async def scheduler_snapshot(call: Call, params: OptionalDomainParams) -> JSONObject:
+async def _scheduler_snapshot(call: Call, params: OptionalDomainParams) -> JSONObject:
     return await call.scheduler.snapshot(params.domain)
 
 
-async def scheduler_pause(call: Call, params: NoParams) -> JSONObject:
+async def _scheduler_pause(call: Call, params: NoParams) -> JSONObject:
     await call.scheduler.pause()
     return {}
 
 
-async def scheduler_resume(call: Call, params: NoParams) -> JSONObject:
+async def _scheduler_resume(call: Call, params: NoParams) -> JSONObject:
     await call.scheduler.resume()
     return {}
 
 
-async def scheduler_set_max_concurrency(call: Call, params: SetMaxConcurrencyParams) -> JSONObject:
+async def _scheduler_set_max_concurrency(call: Call, params: SetMaxConcurrencyParams) -> JSONObject:
     call.scheduler.set_max_concurrency(params.value)
     return {}
 
 
-async def scheduler_metrics(call: Call, params: NoParams) -> JSONObject:
+async def _scheduler_metrics(call: Call, params: NoParams) -> JSONObject:
     return await call.scheduler.metrics_snapshot()
 
 
-async def domain_set_max_concurrency(
+async def _domain_set_max_concurrency(
     call: Call, params: DomainSetMaxConcurrencyParams
 ) -> JSONObject:
     call.scheduler.set_domain_max_concurrency(params.domain, params.value)
     return {}
 
 
-async def domain_pause(call: Call, params: DomainParams) -> dict[str, int]:
+async def _domain_pause(call: Call, params: DomainParams) -> dict[str, int]:
     return {"count": await call.scheduler.pause_domain(params.domain)}
 
 
-async def domain_resume(call: Call, params: DomainParams) -> dict[str, int]:
+async def _domain_resume(call: Call, params: DomainParams) -> dict[str, int]:
     return {"count": await call.scheduler.resume_domain(params.domain)}
 
 
-async def group_pause(call: Call, params: GroupPauseParams) -> dict[str, int]:
+async def _group_pause(call: Call, params: GroupPauseParams) -> dict[str, int]:
     return await call.scheduler.pause_group(params.group, params.duration_ms)
 
 
-async def group_resume(call: Call, params: GroupParams) -> dict[str, int]:
+async def _group_resume(call: Call, params: GroupParams) -> dict[str, int]:
     return {"resumed": await call.scheduler.resume_group(params.group)}
 
 
-async def group_set_limit(call: Call, params: GroupSetValueParams) -> JSONObject:
+async def _group_set_limit(call: Call, params: GroupSetValueParams) -> JSONObject:
     call.scheduler.set_group_limit(params.group, params.value)
     return {}
 
 
-async def group_set_weight(call: Call, params: GroupSetWeightParams) -> JSONObject:
+async def _group_set_weight(call: Call, params: GroupSetWeightParams) -> JSONObject:
     call.scheduler.set_group_weight(params.group, params.weight)
     return {}
 
 
-async def group_set_min_slots(call: Call, params: GroupSetValueParams) -> JSONObject:
+async def _group_set_min_slots(call: Call, params: GroupSetValueParams) -> JSONObject:
     call.scheduler.set_group_min_slots(params.group, params.value)
     return {}
 
 
-async def rate_limit_set(call: Call, params: RateLimitSetParams) -> JSONObject:
+async def _rate_limit_set(call: Call, params: RateLimitSetParams) -> JSONObject:
     call.scheduler.set_rate_limit(
         task_type=params.task_type,
         group=params.group,
@@ -284,31 +284,31 @@ async def rate_limit_set(call: Call, params: RateLimitSetParams) -> JSONObject:
     return {}
 
 
-async def rate_limit_remove(call: Call, params: RateLimitTargetParams) -> JSONObject:
+async def _rate_limit_remove(call: Call, params: RateLimitTargetParams) -> JSONObject:
     call.scheduler.remove_rate_limit(task_type=params.task_type, group=params.group)
     return {}
 
 
-async def recurring_list(call: Call, params: OptionalDomainParams) -> JSONObject:
+async def _recurring_list(call: Call, params: OptionalDomainParams) -> JSONObject:
     return {"schedules": await call.scheduler.recurring_list(params.domain)}
 
 
-async def recurring_pause(call: Call, params: IdParams) -> JSONObject:
+async def _recurring_pause(call: Call, params: IdParams) -> JSONObject:
     await call.scheduler.pause_recurring(params.id)
     return {}
 
 
-async def recurring_resume(call: Call, params: IdParams) -> JSONObject:
+async def _recurring_resume(call: Call, params: IdParams) -> JSONObject:
     await call.scheduler.resume_recurring(params.id)
     return {}
 
 
-async def recurring_cancel(call: Call, params: IdParams) -> JSONObject:
+async def _recurring_cancel(call: Call, params: IdParams) -> JSONObject:
     await call.scheduler.cancel_recurring(params.id)
     return {}
 
 
-async def pressure_set(call: Call, params: PressureSetParams) -> JSONObject:
+async def _pressure_set(call: Call, params: PressureSetParams) -> JSONObject:
     call.scheduler.set_pressure(params.source, params.value)
     return {}
 
@@ -316,11 +316,11 @@ async def pressure_set(call: Call, params: PressureSetParams) -> JSONObject:
 # -- events ------------------------------------------------------------------
 
 
-async def events_subscribe(call: Call, params: EventsSubscribeParams) -> dict[str, int]:
+async def _events_subscribe(call: Call, params: EventsSubscribeParams) -> dict[str, int]:
     return {"subscription": call.session.subscribe(params.filter)}
 
 
-async def events_unsubscribe(call: Call, params: EventsUnsubscribeParams) -> JSONObject:
+async def _events_unsubscribe(call: Call, params: EventsUnsubscribeParams) -> JSONObject:
     if not call.session.unsubscribe(params.subscription):
         raise NotFound(f"no subscription {params.subscription}", field="subscription")
     return {}
@@ -329,7 +329,7 @@ async def events_unsubscribe(call: Call, params: EventsUnsubscribeParams) -> JSO
 # -- remote workers ----------------------------------------------------------
 
 
-async def worker_register(call: Call, params: WorkerRegisterParams) -> dict[str, str]:
+async def _worker_register(call: Call, params: WorkerRegisterParams) -> dict[str, str]:
     workers = call.host.workers
     served = {t for w in workers.by_channel(call.session) for t in w.task_types}
     wanted = served | {t.task_type for t in params.task_types}
@@ -358,12 +358,12 @@ async def worker_register(call: Call, params: WorkerRegisterParams) -> dict[str,
     return {"worker": worker.id}
 
 
-async def worker_unregister(call: Call, params: WorkerUnregisterParams) -> JSONObject:
+async def _worker_unregister(call: Call, params: WorkerUnregisterParams) -> JSONObject:
     await call.host.workers.unregister(params.worker, call.session)
     return {}
 
 
-async def worker_spawn_child(call: Call, params: SpawnChildParams) -> JSONObject:
+async def _worker_spawn_child(call: Call, params: SpawnChildParams) -> JSONObject:
     ctx = call.host.workers.find_run(call.session, params.task_id)
     if ctx is None:
         raise InvalidParams(
@@ -374,13 +374,13 @@ async def worker_spawn_child(call: Call, params: SpawnChildParams) -> JSONObject
     return res.to_dict()
 
 
-def worker_progress(call: Call, params: WorkerProgressParams) -> None:
+def _worker_progress(call: Call, params: WorkerProgressParams) -> None:
     ctx = call.host.workers.find_run(call.session, params.task_id)
     if ctx is not None:
         ctx.progress.report(params.percent, params.message)
 
 
-def worker_io(call: Call, params: WorkerIoParams) -> None:
+def _worker_io(call: Call, params: WorkerIoParams) -> None:
     ctx = call.host.workers.find_run(call.session, params.task_id)
     if ctx is not None:
         io = params.io
@@ -393,52 +393,54 @@ def worker_io(call: Call, params: WorkerIoParams) -> None:
 # -- the table ---------------------------------------------------------------
 
 HANDLERS: Methods = {
-    "session.hello": bind(parse_session_hello, session_hello, while_closing=True),
-    "sidecar.info": bind(parse_no_params, sidecar_info, while_closing=True),
-    "sidecar.shutdown": bind(parse_shutdown, sidecar_shutdown),
-    "task.submit": bind(parse_submission, task_submit),
-    "task.submit_batch": bind(parse_submit_batch, task_submit_batch, steps=submit_batch_steps),
-    "task.get": bind(parse_id, task_get),
-    "task.lookup": bind(parse_task_lookup, task_lookup),
-    "task.list": bind(parse_task_list, task_list),
-    "task.cancel": bind(parse_id, task_cancel),
-    "task.cancel_where": bind(parse_cancel_where, task_cancel_where),
-    "task.set_priority": bind(parse_task_set_priority, task_set_priority),
-    "task.retry_dead_letter": bind(parse_id, task_retry_dead_letter),
-    "history.list": bind(parse_history_list, history_list),
-    "history.stats": bind(parse_history_stats, history_stats),
-    "dependencies.get": bind(parse_id, dependencies_get),
-    "tags.values": bind(parse_tags_values, tags_values),
-    "tags.keys": bind(parse_tags_keys, tags_keys),
-    "scheduler.snapshot": bind(parse_optional_domain, scheduler_snapshot),
-    "scheduler.pause": bind(parse_no_params, scheduler_pause),
-    "scheduler.resume": bind(parse_no_params, scheduler_resume),
-    "scheduler.set_max_concurrency": bind(parse_set_max_concurrency, scheduler_set_max_concurrency),
-    "scheduler.metrics": bind(parse_no_params, scheduler_metrics),
-    "domain.pause": bind(parse_domain, domain_pause),
-    "domain.resume": bind(parse_domain, domain_resume),
-    "domain.set_max_concurrency": bind(
-        parse_domain_set_max_concurrency, domain_set_max_concurrency
+    "session.hello": bind(parse_session_hello, _session_hello, while_closing=True),
+    "sidecar.info": bind(parse_no_params, _sidecar_info, while_closing=True),
+    "sidecar.shutdown": bind(parse_shutdown, _sidecar_shutdown),
+    "task.submit": bind(parse_submission, _task_submit),
+    "task.submit_batch": bind(parse_submit_batch, _task_submit_batch, steps=submit_batch_steps),
+    "task.get": bind(parse_id, _task_get),
+    "task.lookup": bind(parse_task_lookup, _task_lookup),
+    "task.list": bind(parse_task_list, _task_list),
+    "task.cancel": bind(parse_id, _task_cancel),
+    "task.cancel_where": bind(parse_cancel_where, _task_cancel_where),
+    "task.set_priority": bind(parse_task_set_priority, _task_set_priority),
+    "task.retry_dead_letter": bind(parse_id, _task_retry_dead_letter),
+    "history.list": bind(parse_history_list, _history_list),
+    "history.stats": bind(parse_history_stats, _history_stats),
+    "dependencies.get": bind(parse_id, _dependencies_get),
+    "tags.values": bind(parse_tags_values, _tags_values),
+    "tags.keys": bind(parse_tags_keys, _tags_keys),
+    "scheduler.snapshot": bind(parse_optional_domain, _scheduler_snapshot),
+    "scheduler.pause": bind(parse_no_params, _scheduler_pause),
+    "scheduler.resume": bind(parse_no_params, _scheduler_resume),
+    "scheduler.set_max_concurrency": bind(
+        parse_set_max_concurrency, _scheduler_set_max_concurrency
     ),
-    "group.pause": bind(parse_group_pause, group_pause),
-    "group.resume": bind(parse_group, group_resume),
-    "group.set_limit": bind(parse_group_set_value, group_set_limit),
-    "group.set_weight": bind(parse_group_set_weight, group_set_weight),
-    "group.set_min_slots": bind(parse_group_set_value, group_set_min_slots),
-    "rate_limit.set": bind(parse_rate_limit_set, rate_limit_set),
-    "rate_limit.remove": bind(parse_rate_limit_remove, rate_limit_remove),
-    "recurring.list": bind(parse_optional_domain, recurring_list),
-    "recurring.pause": bind(parse_id, recurring_pause),
-    "recurring.resume": bind(parse_id, recurring_resume),
-    "recurring.cancel": bind(parse_id, recurring_cancel),
-    "pressure.set": bind(parse_pressure_set, pressure_set),
-    "events.subscribe": bind(parse_events_subscribe, events_subscribe),
-    "events.unsubscribe": bind(parse_events_unsubscribe, events_unsubscribe),
-    "worker.register": bind(parse_worker_register, worker_register),
-    "worker.unregister": bind(parse_worker_unregister, worker_unregister),
-    "worker.progress": bind_notification(parse_worker_progress, worker_progress),
-    "worker.io": bind_notification(parse_worker_io, worker_io),
-    "worker.spawn_child": bind(parse_worker_spawn_child, worker_spawn_child),
+    "scheduler.metrics": bind(parse_no_params, _scheduler_metrics),
+    "domain.pause": bind(parse_domain, _domain_pause),
+    "domain.resume": bind(parse_domain, _domain_resume),
+    "domain.set_max_concurrency": bind(
+        parse_domain_set_max_concurrency, _domain_set_max_concurrency
+    ),
+    "group.pause": bind(parse_group_pause, _group_pause),
+    "group.resume": bind(parse_group, _group_resume),
+    "group.set_limit": bind(parse_group_set_value, _group_set_limit),
+    "group.set_weight": bind(parse_group_set_weight, _group_set_weight),
+    "group.set_min_slots": bind(parse_group_set_value, _group_set_min_slots),
+    "rate_limit.set": bind(parse_rate_limit_set, _rate_limit_set),
+    "rate_limit.remove": bind(parse_rate_limit_remove, _rate_limit_remove),
+    "recurring.list": bind(parse_optional_domain, _recurring_list),
+    "recurring.pause": bind(parse_id, _recurring_pause),
+    "recurring.resume": bind(parse_id, _recurring_resume),
+    "recurring.cancel": bind(parse_id, _recurring_cancel),
+    "pressure.set": bind(parse_pressure_set, _pressure_set),
+    "events.subscribe": bind(parse_events_subscribe, _events_subscribe),
+    "events.unsubscribe": bind(parse_events_unsubscribe, _events_unsubscribe),
+    "worker.register": bind(parse_worker_register, _worker_register),
+    "worker.unregister": bind(parse_worker_unregister, _worker_unregister),
+    "worker.progress": bind_notification(parse_worker_progress, _worker_progress),
+    "worker.io": bind_notification(parse_worker_io, _worker_io),
+    "worker.spawn_child": bind(parse_worker_spawn_child, _worker_spawn_child),
 }
 """Every method of the contract (:data:`taskmill.protocol.methods.METHODS`,
 same names, same parsers: tests/unit/server/test_api.py) with what the

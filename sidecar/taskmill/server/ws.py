@@ -205,7 +205,7 @@ def _hang_up(ws: ServerConnection, code: int, reason: str) -> None:
     ws.transport.close()
 
 
-def fd_capacity(reserve: int = FD_RESERVE) -> int:
+def _fd_capacity(reserve: int = FD_RESERVE) -> int:
     """How many connections fit under the descriptor limit, keeping ``reserve``."""
     try:
         import resource
@@ -292,7 +292,7 @@ async def start_ws_server(
     allowed: list[Origin | None] = [Origin(o) for o in origins]
     allowed.append(None)  # non-browser clients send no Origin; the token guards them
 
-    gate = ConnectionGate(fd_capacity())
+    gate = ConnectionGate(_fd_capacity())
 
     class GatedConnection(ServerConnection):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -5,3 +5,5 @@
 :mod:`taskmill.protocol.methods` maps method names to these parsers and
 re-exports them.
 """
+
+__all__: list[str] = []
