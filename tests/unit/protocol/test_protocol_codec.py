@@ -8,7 +8,6 @@ from typing import Any
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from protocol_strategies import json_values, messages
 
 from taskmill.errors import InternalError, InvalidRequest, ParseError
 from taskmill.protocol import (
@@ -24,6 +23,7 @@ from taskmill.protocol import (
     encode_json_text,
     encode_msgpack,
 )
+from tests.unit.protocol.protocol_strategies import json_values, messages
 
 
 def values(items: list[DecodedItem]) -> list[Any]:

@@ -12,7 +12,6 @@ from typing import Any
 
 import msgpack
 from hypothesis import HealthCheck, given, settings, strategies as st
-from protocol_strategies import json_objects, json_values
 
 from taskmill.errors import InvalidParams, InvalidRequest, MethodNotFound, ParseError
 from taskmill.protocol import (
@@ -31,6 +30,7 @@ from taskmill.protocol import (
     parse_message,
     parse_params,
 )
+from tests.unit.protocol.protocol_strategies import json_objects, json_values
 
 ENVELOPE_ERRORS = (InvalidRequest, InvalidParams)
 PARAMS_ERRORS = (InvalidParams, MethodNotFound)

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from hypothesis import given
-from protocol_strategies import messages
 
 from taskmill.errors import InvalidParams, InvalidRequest, NotFound, PayloadTooLarge
 from taskmill.protocol import (
@@ -21,6 +20,7 @@ from taskmill.protocol import (
     request_id_of,
     result_message,
 )
+from tests.unit.protocol.protocol_strategies import messages
 
 
 def test_request():
