@@ -140,6 +140,11 @@ class _Inbox:
         except TimeoutError:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
+    async def next_other(self, n: int, timeout: float, what: str) -> Message:
+        """``other[n]`` once it has arrived (``n``: ``len(other)`` taken before sending)."""
+        await self.wait_for(lambda: len(self.other) > n, timeout, what)
+        return self.other[n]
+
 
 class _Rpc:
     """Request helpers shared by the stdio and WebSocket clients."""

@@ -7,12 +7,13 @@ not exercised here; -32001 is covered with the WebSocket tests.)
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests.e2e.conftest import Spawn
-from tests.e2e.harness import SidecarProcess, error_field, error_of
+from tests.e2e.harness import Pred, SidecarProcess, error_field, error_of
 
 
-def _is_error(code: int):  # type: ignore[no-untyped-def]
+def _is_error(code: int) -> Pred:
     return lambda m: (m.get("error") or {}).get("code") == code
 
 
@@ -46,8 +47,7 @@ async def test_invalid_request(sidecar: SidecarProcess) -> None:
     for message in INVALID_REQUESTS:
         n = len(sidecar.inbox.other)
         await sidecar.send_raw(json.dumps(message).encode() + b"\n")
-        await sidecar.inbox.wait_for(lambda n=n: len(sidecar.inbox.other) > n, 10, "an error")
-        resp = sidecar.inbox.other[n]
+        resp = await sidecar.inbox.next_other(n, 10, "an error")
         assert error_of(resp) == (-32600, "invalid_request"), (message, resp)
         assert (await sidecar.result("sidecar.info"))["protocol"] == 1
 
@@ -112,7 +112,7 @@ async def test_invalid_params_names_the_field(sidecar: SidecarProcess) -> None:
 
 
 async def test_invalid_params_on_other_methods(sidecar: SidecarProcess) -> None:
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         ("task.get", {"id": "seven"}, "id"),
         ("task.get", {}, "id"),
         ("task.list", {"limit": 5000}, "limit"),

@@ -194,7 +194,7 @@ async def test_a_slow_reader_gets_lagged_and_a_prompt_one_misses_nothing(
     # and completed for each task.
     def accounted() -> bool:
         received = sum(1 for e in slow.events if e["kind"] != "lagged")
-        missed = sum(e["missed"] for e in slow.events if e["kind"] == "lagged")
+        missed: int = sum(e["missed"] for e in slow.events if e["kind"] == "lagged")
         return received + missed == 3 * n
 
     await slow.inbox.wait_for(accounted, 30, "the whole backlog")

@@ -144,6 +144,6 @@ async def test_pipelined_requests_are_all_answered_and_correlated_by_id(
         if i % 3 == 0:
             assert error_of(by_id[rid])[0] == -32002
         else:
-            assert by_id[rid]["result"]["protocol"] == 1  # type: ignore[index]
+            assert by_id[rid]["result"]["protocol"] == 1
     await sidecar.result("sidecar.info")
     assert len([m for m in sidecar.inbox.other if m.get("id") not in ids]) == 0

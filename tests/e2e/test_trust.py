@@ -46,7 +46,7 @@ def one_line(stderr: str) -> str:
 def gone(pid: int) -> bool:
     """Exited (a zombie counts: whoever adopted it may not reap it at once)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 

@@ -23,7 +23,8 @@ def run_task(sc: Sidecar, task_type: str, payload: Any) -> dict[str, Any]:
     sc.call("events.subscribe", filter={"kinds": ["completed", "failed", "dead_lettered"]})
     task_id = sc.call("task.submit", task_type=task_type, payload=payload)["id"]
     event = sc.next(lambda m: m.get("method") == "event" and m["params"]["task_id"] == task_id)
-    return event["params"]
+    params: dict[str, Any] = event["params"]
+    return params
 
 
 def test_onedir_ready_info_and_a_task(start: Any, onedir: str) -> None:

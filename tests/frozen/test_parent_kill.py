@@ -35,7 +35,7 @@ LIMIT_S = 2.0
 def gone(pid: int) -> bool:
     """Exited (a zombie counts: whoever adopted it may not reap it at once)."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 

@@ -43,6 +43,10 @@ class Gated:
         await self.gate(payload).wait()
         return {"done": payload}
 
+    async def wait_started(self, n: int) -> None:
+        """Until ``n`` tasks have started."""
+        await until(lambda: len(self.started) >= n)
+
 
 def domain_with(**executors: Any) -> Domain:
     d = Domain("t")
@@ -65,7 +69,7 @@ async def test_priority_then_fifo_with_one_slot(make_scheduler: MakeScheduler) -
     await sched.resume()
     expected = ["d", "b", "e", "a", "c", "f"]
     for i, name in enumerate(expected):
-        await until(lambda i=i: len(gated.started) > i)
+        await gated.wait_started(i + 1)
         assert gated.started[i] == name
         assert len(sched.running()) == 1
         gated.gate(name).set()

@@ -18,6 +18,7 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,7 +92,7 @@ def venv_with(artifact: Path, where: Path) -> Path:
     return bindir
 
 
-def stdio_exchange(sidecar: Path, cwd: Path) -> list[dict[str, object]]:
+def stdio_exchange(sidecar: Path, cwd: Path) -> list[dict[str, Any]]:
     """Ready line, an echo task and its completion, then a clean exit on stdin EOF."""
     subscribe = {"filter": {"kinds": ["completed"]}}
     submit = {"task_type": "demo::echo", "payload": {"n": 1}}
@@ -109,7 +110,7 @@ def stdio_exchange(sidecar: Path, cwd: Path) -> list[dict[str, object]]:
     )
     assert proc.stdin is not None and proc.stdout is not None
     try:
-        messages = [json.loads(proc.stdout.readline())]
+        messages: list[dict[str, Any]] = [json.loads(proc.stdout.readline())]
         for request in requests:
             proc.stdin.write(json.dumps(request) + "\n")
             proc.stdin.flush()
@@ -148,5 +149,5 @@ def test_installs_into_a_clean_venv_and_runs(dist: Path, tmp_path: Path, kind: s
 
     messages = stdio_exchange(bindir / "taskmill-sidecar", scratch)
     assert messages[0]["method"] == "sidecar.ready"
-    done = next(m for m in messages if m.get("params", {}).get("kind") == "completed")  # type: ignore[union-attr]
-    assert done["params"]["result"] == {"n": 1}  # type: ignore[index]
+    done = next(m for m in messages if m.get("params", {}).get("kind") == "completed")
+    assert done["params"]["result"] == {"n": 1}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import taskmill
 
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "python-api.md"
 
 
-def generator():  # type: ignore[no-untyped-def]
+def generator() -> ModuleType:
     spec = importlib.util.spec_from_file_location("python_api", ROOT / "build" / "python_api.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

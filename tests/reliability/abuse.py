@@ -86,8 +86,8 @@ class RssWatch:
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
-        self.start_rss = self.proc.memory_info().rss
-        self.peak = self.start_rss
+        self.start_rss: int = self.proc.memory_info().rss
+        self.peak: int = self.start_rss
         self._stop = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -167,9 +167,7 @@ async def many_subscriptions(sc: SidecarProcess, n: int = 100_000) -> str:
     ids = [await sc.submit("demo::echo", i) for i in range(50)]
     t0 = time.monotonic()
     for tid in ids:
-        await other.wait_event(
-            lambda e, tid=tid: e["kind"] == "completed" and e["task_id"] == tid, timeout=30
-        )
+        await other.wait_task_event(tid, "completed", timeout=30)
     fifty = time.monotonic() - t0
     await asyncio.gather(*tasks)
     await ws.close()

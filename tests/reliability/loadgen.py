@@ -163,8 +163,8 @@ async def _client(
             drain()
         if slow_started is not None and slow_started > 0:
             ws.resume_reading()
-        for fut in in_flight:
-            _record(stats, await fut)
+        for pending in in_flight:
+            _record(stats, await pending)
         # Keep reading until the scheduler's last event (after all are final)
         # has reached us, or was dropped with a lagged notice.
         final_seq = await all_final_seq

@@ -61,7 +61,7 @@ SETTINGS = settings(
     stateful_step_count=STEPS,
     deadline=None,
     derandomize=not RANDOM,
-    database=None if not RANDOM else settings.default.database,
+    database=None if not RANDOM else settings().database,  # the profile's own
     suppress_health_check=list(HealthCheck),
     print_blob=True,
 )

@@ -165,12 +165,13 @@ async def test_no_origin_and_no_token_gets_nothing(spawn: Spawn) -> None:
     # A non-browser client (no Origin header) is accepted at the upgrade, so
     # the token is all that guards it: no request passes before hello.
     sc = await ws_sidecar(spawn)
-    for method, params in [
+    requests: list[tuple[str, dict[str, Any]]] = [
         ("task.submit", {"task_type": "demo::echo", "payload": 1}),
         ("events.subscribe", {}),
         ("sidecar.shutdown", {"mode": "hard"}),
         ("worker.register", {"task_types": ["demo::echo"]}),
-    ]:
+    ]
+    for method, params in requests:
         ws = await WsClient.connect(sc.ws_url)
         try:
             resp = await ws.call(method, params)
@@ -293,10 +294,7 @@ async def test_oversized_frames_are_refused_without_memory_growth(spawn: Spawn) 
                 for _ in range(2):
                     n = len(client.inbox.other)
                     await client.send_frame(frame)
-                    await client.inbox.wait_for(
-                        lambda n=n, c=client: len(c.inbox.other) > n, 20, "an error"
-                    )
-                    resp = client.inbox.other[n]
+                    resp = await client.inbox.next_other(n, 20, "an error")
                     assert error_of(resp) == (-32600, "invalid_request"), resp
                 # Still open and serving.
                 assert (await client.result("sidecar.info"))["protocol"] == 1
@@ -356,11 +354,12 @@ NESTED = {
 
 def _msgpack_params_bomb() -> bytes:
     """A request map whose ``params`` is 100k nested arrays."""
-    packed_head = msgpack.packb(
+    packed_head: bytes = msgpack.packb(
         {"jsonrpc": "2.0", "id": 5, "method": "task.submit"}, use_bin_type=True
     )
     assert packed_head[0] == 0x83  # a 3-entry map: make it 4 and append params
-    return b"\x84" + packed_head[1:] + msgpack.packb("params") + b"\x91" * NEST + b"\xc0"
+    params_key: bytes = msgpack.packb("params")
+    return b"\x84" + packed_head[1:] + params_key + b"\x91" * NEST + b"\xc0"
 
 
 NESTED_MSGPACK = {
@@ -391,8 +390,8 @@ async def test_nesting_bombs_are_parse_errors_in_bounded_memory(spawn: Spawn) ->
             # Over stdio ...
             n = len(sc.inbox.other)
             await sc.send_raw(text.encode() + b"\n")
-            await sc.inbox.wait_for(lambda n=n: len(sc.inbox.other) > n, 20, name)
-            assert error_of(sc.inbox.other[n])[0] == -32700, (name, sc.inbox.other[n])
+            resp = await sc.inbox.next_other(n, 20, name)
+            assert error_of(resp)[0] == -32700, (name, resp)
             # ... and as a WebSocket text frame.
             await over_ws("json", name, text)
             peak = max(peak, rss_of(sc.pid))

@@ -72,7 +72,7 @@ def test_every_key_of_the_schema_is_in_the_example() -> None:
     text = uncommented()
     parse_config(tomllib.loads(text))  # every example value and key is valid
     documented = set(keys(tomllib.loads(text)))
-    schema = {
+    schema: dict[str, Mapping[str, object]] = {
         "app": config._APP,
         "scheduler": config._SCHEDULER,
         "scheduler.aging": config._AGING,

@@ -48,7 +48,7 @@ FIELD_NAMES = sorted(
 )  # fmt: skip
 
 # Values close to what the parsers accept, plus anything at all.
-near_values = (
+near_values: st.SearchStrategy[Any] = (
     st.sampled_from(
         [0, 1, -1, 255, 256, 2**63, 0.5, 1.5, True, None, "", "demo::echo", "high",
          "pending", "graceful", "completed", [], [1], ["demo::echo"], {}]

@@ -646,5 +646,5 @@ def test_outbound_builders():
         "params": {"task_id": 3, "reason": "preempted"},
     }
     with pytest.raises(ValueError, match="reason"):
-        worker_cancel_notification(3, "bored")
+        worker_cancel_notification(3, "bored")  # type: ignore[arg-type]  # not a CancelReason, on purpose
     assert event_notification({"subscription": 1, "kind": "paused"})["method"] == "event"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -70,7 +72,9 @@ def test_allocation_examples() -> None:
         max_size=6,
     ),
 )
-def test_allocation_invariants(capacity: int, raw: dict) -> None:
+def test_allocation_invariants(
+    capacity: int, raw: dict[str | None, tuple[int, int, float, int, int | None]]
+) -> None:
     demand = {g: d(*v) for g, v in raw.items()}
     out = allocate(capacity, demand)
     assert sum(out.values()) <= capacity
@@ -107,7 +111,7 @@ def cand(i: int, task_type: str = "d::t", group: str | None = None, prio: int = 
 
 
 def gate(**kw: object) -> Gate:
-    base: dict = dict(
+    base: dict[str, Any] = dict(
         now=NOW,
         running_by_domain={},
         running_by_type={},

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import pytest
+
 from taskmill.server.lifeline import Lifeline
 
 
@@ -41,7 +43,9 @@ def make(
     )
 
 
-def test_a_loop_that_never_acts_ends_the_process_after_the_response_bound(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_loop_that_never_acts_ends_the_process_after_the_response_bound(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     ended = Ended()
     life = make(ended, lambda fn: None)  # the loop is blocked: callbacks never run
     life.begin("graceful", "parent gone")
@@ -66,7 +70,7 @@ def test_a_finished_shutdown_is_left_alone() -> None:
     assert not ended.event.wait(0.6)
 
 
-def test_a_failed_rescue_exits_1_and_says_so(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_rescue_exits_1_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     ended = Ended()
 
     def broken() -> int:
@@ -83,7 +87,12 @@ def test_a_failed_rescue_exits_1_and_says_so(capsys) -> None:  # type: ignore[no
 def test_it_arms_once() -> None:
     ended = Ended()
     calls: list[int] = []
-    life = make(ended, lambda fn: calls.append(1) or fn(), drain=0.2)
+
+    def call_on_loop(fn: Callable[[], None]) -> None:
+        calls.append(1)
+        fn()
+
+    life = make(ended, call_on_loop, drain=0.2)
     life.begin()
     life.begin()
     life.finished.set()
