@@ -78,9 +78,10 @@ async def ws_connect() -> AsyncIterator[WsConnect]:
         client = await WsClient.connect(url, encoding=encoding, origin=origin, rcvbuf=rcvbuf)
         opened.append(client)
         if hello:
-            assert isinstance(target, SidecarProcess) or token is not None
-            tok = token if token is not None else target.ws_token  # type: ignore[union-attr]
-            await client.hello(tok)
+            if token is None:
+                assert isinstance(target, SidecarProcess)
+                token = target.ws_token
+            await client.hello(token)
         return client
 
     yield open_client

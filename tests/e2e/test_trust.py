@@ -91,6 +91,11 @@ async def test_a_second_sidecar_on_a_database_in_use_exits_3_and_touches_nothing
     assert (await again.result("task.get", {"id": tid}))["status"] == "completed"
 
 
+async def first_line(proc: asyncio.subprocess.Process) -> bytes:
+    assert proc.stdout is not None
+    return await proc.stdout.readline()
+
+
 async def test_of_simultaneous_starts_exactly_one_wins(tmp_path: Path) -> None:
     for round_ in range(4):
         db = tmp_path / f"race-{round_}.db"
@@ -105,17 +110,20 @@ async def test_of_simultaneous_starts_exactly_one_wins(tmp_path: Path) -> None:
             for _ in range(4)
         ]
         try:
-            firsts = await asyncio.gather(*(p.stdout.readline() for p in procs))  # type: ignore[union-attr]
+            firsts = await asyncio.gather(*(first_line(p) for p in procs))
             winners = [p for p, line in zip(procs, firsts, strict=True) if line]
             assert len(winners) == 1, f"round {round_}: {len(winners)} sidecars started"
             assert json.loads(firsts[procs.index(winners[0])])["method"] == "sidecar.ready"
             for p in procs:
                 if p is winners[0]:
                     continue
-                err = await p.stderr.read()  # type: ignore[union-attr]
+                assert p.stderr is not None
+                err = await p.stderr.read()
                 assert await p.wait() == 3, err
                 assert "in use by another taskmill scheduler" in one_line(err.decode())
-            winners[0].stdin.close()  # type: ignore[union-attr]
+            stdin = winners[0].stdin
+            assert stdin is not None
+            stdin.close()
             async with asyncio.timeout(20):
                 assert await winners[0].wait() == 0
         finally:

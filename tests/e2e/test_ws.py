@@ -59,7 +59,9 @@ async def test_a_request_before_hello_is_unauthorized_and_closes_4401(
 async def test_a_wrong_token_is_unauthorized_and_closes(
     ws_sidecar: SidecarProcess, ws_connect: WsConnect, encoding: str
 ) -> None:
-    for token in ("wrong-token", "", ws_sidecar.ws_token + "x", None):  # type: ignore[operator]
+    right = ws_sidecar.ws_token
+    assert right is not None
+    for token in ("wrong-token", "", right + "x", None):
         ws = await ws_connect(ws_sidecar, encoding=encoding, hello=False)
         params: dict[str, object] = {"protocol": 1, "client": "e2e"}
         if token is not None:

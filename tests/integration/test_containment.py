@@ -42,17 +42,14 @@ async def test_system_exit_and_friends_fail_the_attempt_only(
         "cancelled": asyncio.CancelledError(),
     }
     for name, exc in raised.items():
-        if sync:
 
-            def fn(payload: Any, ctx: Any, exc: BaseException = exc) -> Any:
-                raise exc
+        def raise_sync(payload: Any, ctx: Any, exc: BaseException = exc) -> Any:
+            raise exc
 
-        else:
+        async def raise_async(payload: Any, ctx: Any, exc: BaseException = exc) -> Any:
+            raise exc
 
-            async def fn(payload: Any, ctx: Any, exc: BaseException = exc) -> Any:  # type: ignore[misc]
-                raise exc
-
-        d.register(name, fn, retry=NO_RETRY)
+        d.register(name, raise_sync if sync else raise_async, retry=NO_RETRY)
 
     async def ok(payload: Any, ctx: Any) -> Any:
         return "fine"

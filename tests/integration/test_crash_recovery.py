@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from taskmill import Domain, Scheduler, Status
+from taskmill import Domain, Scheduler, Status, TaskContext
 
 CHILD = textwrap.dedent(
     """
@@ -159,8 +159,8 @@ async def test_sigkill_keeps_delayed_recurring_blocked_and_waiting_tasks(tmp_pat
         async def execute(self, payload: object, ctx: object) -> object:
             raise AssertionError("execute must not run again: the parent was waiting")
 
-        async def finalize(self, payload: object, memo: object, ctx: object) -> object:
-            return {"memo": memo, "children": len(ctx.children)}  # type: ignore[attr-defined]
+        async def finalize(self, payload: object, memo: object, ctx: TaskContext) -> object:
+            return {"memo": memo, "children": len(ctx.children)}
 
     d.register("parent", Parent())
     sched = Scheduler(db, domains=[d])

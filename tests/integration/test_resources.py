@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from taskmill import Domain, InvalidParams, IoBudget, Scheduler, SchedulerConfig, Status
-from taskmill.resource import FakeSampler, ResourceSnapshot
+from taskmill.resource import FakeSampler, ResourceMonitor, ResourceSnapshot
 from tests.helpers import MakeScheduler, until
 
 MB = 1_000_000
@@ -35,13 +35,19 @@ def domain(**executors: Any) -> Domain:
     return d
 
 
+def monitor(sched: Scheduler) -> ResourceMonitor:
+    """The scheduler's resource monitor (there is one when a sampler is given)."""
+    assert sched.awareness.monitor is not None
+    return sched.awareness.monitor
+
+
 async def test_saturated_disk_holds_background_work_but_not_high(
     make_scheduler: MakeScheduler,
 ) -> None:
     hold = Hold()
     sampler = FakeSampler(ResourceSnapshot(disk_write_bps=500 * MB))
     sched = await make_scheduler(domain(h=hold), sampler=sampler, max_concurrency=4)
-    sched.awareness.monitor.tick()  # type: ignore[union-attr]
+    monitor(sched).tick()
     pressure, breakdown = sched.awareness.read()
     assert pressure == 1.0 and dict(breakdown)["disk"] == 1.0
     bg = await sched.submit("r::h", "background", priority="background")
@@ -55,7 +61,7 @@ async def test_saturated_disk_holds_background_work_but_not_high(
     assert sched.metrics["gate_denials"] > 0
     # The disk calms down: the held work runs.
     sampler.set(ResourceSnapshot())
-    sched.awareness.monitor.set_sample(ResourceSnapshot())  # type: ignore[union-attr]
+    monitor(sched).set_sample(ResourceSnapshot())
     await until(lambda: len(hold.starts) == 3)
     hold.release.set()
     snap = await sched.snapshot()
@@ -74,7 +80,7 @@ async def test_io_gate_admits_exactly_what_the_budget_allows(
     d.register("w", hold, expected_io=IoBudget(disk_write=5 * MB))
     sampler = FakeSampler(ResourceSnapshot(disk_write_bps=10 * MB))  # 2 s window: 20 MB
     sched = await make_scheduler(d, sampler=sampler, max_concurrency=10)
-    sched.awareness.monitor.set_sample(ResourceSnapshot(disk_write_bps=10 * MB))  # type: ignore[union-attr]
+    monitor(sched).set_sample(ResourceSnapshot(disk_write_bps=10 * MB))
     for i in range(6):
         await sched.submit("r::w", i, priority="high")
     # 80% of 20 MB is 16 MB: 5 + 5 + 5 fit, a fourth would make 20.
@@ -95,7 +101,7 @@ async def test_one_huge_task_still_runs_when_nothing_else_does(
 
     d.register("big", big, expected_io=IoBudget(disk_write=10**12))
     sched = await make_scheduler(d, sampler=FakeSampler(ResourceSnapshot(disk_write_bps=MB)))
-    sched.awareness.monitor.set_sample(ResourceSnapshot(disk_write_bps=MB))  # type: ignore[union-attr]
+    monitor(sched).set_sample(ResourceSnapshot(disk_write_bps=MB))
     res = await sched.submit("r::big", 1, priority="high")
     assert (await sched.wait_for(res.id, timeout=5)).status is Status.COMPLETED
 

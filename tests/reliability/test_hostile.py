@@ -26,6 +26,7 @@ import psutil
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Origin
 
 from tests.e2e.conftest import Spawn
 from tests.e2e.harness import SidecarProcess, WsClient, child_env, error_of, write_file
@@ -79,7 +80,7 @@ async def test_foreign_origins_are_refused_at_the_upgrade_even_with_the_token(
         with pytest.raises(InvalidStatus) as info:
             await connect(
                 f"{sc.ws_url}/?token={sc.ws_token}",
-                origin=origin,  # type: ignore[arg-type]
+                origin=Origin(origin),
                 additional_headers={"Authorization": f"Bearer {sc.ws_token}"},
                 open_timeout=10,
             )
@@ -88,7 +89,7 @@ async def test_foreign_origins_are_refused_at_the_upgrade_even_with_the_token(
     with pytest.raises(InvalidHandshake):
         await connect(
             sc.ws_url,
-            origin="tauri://localhost",  # type: ignore[arg-type]
+            origin=Origin("tauri://localhost"),
             additional_headers=[("Origin", "https://evil.example")],
             open_timeout=10,
         )

@@ -44,6 +44,8 @@ from taskmill.protocol import (
     worker_cancel_notification,
     worker_execute_request,
 )
+from taskmill.protocol.params.control import GroupPauseParams
+from taskmill.protocol.params.tasks import HistoryListParams, TaskSetPriorityParams
 from tests import contract
 
 # The smallest valid params of every method (only required members).
@@ -364,7 +366,8 @@ def test_task_list_rejects(params: dict[str, Any], field: str):
 
 def test_history_list():
     out = parse_params("history.list", {"status": "dead_letter", "limit": 1000, "key": "k"})
-    assert out.status == (Status.DEAD_LETTER,)  # type: ignore[union-attr]
+    assert isinstance(out, HistoryListParams)
+    assert out.status == (Status.DEAD_LETTER,)
     assert invalid("history.list", {"status": "pending"}).field == "status"
     assert invalid("history.list", {"limit": 5000}).field == "limit"
     assert invalid("history.list", {"domain": "x"}).field == "domain"
@@ -386,7 +389,8 @@ def test_cancel_where_needs_a_filter():
 
 def test_set_priority():
     out = parse_params("task.set_priority", {"id": 3, "priority": "background"})
-    assert out.priority == 192  # type: ignore[union-attr]
+    assert isinstance(out, TaskSetPriorityParams)
+    assert out.priority == 192
     assert invalid("task.set_priority", {"id": 3, "priority": 300}).field == "priority"
     assert invalid("task.set_priority", {"id": 3}).field == "priority"
 
@@ -472,7 +476,9 @@ def test_scheduler_set_max_concurrency():
 
 
 def test_group_pause_duration():
-    assert parse_params("group.pause", {"group": "g", "duration_ms": 500}).duration_ms == 500  # type: ignore[union-attr]
+    out = parse_params("group.pause", {"group": "g", "duration_ms": 500})
+    assert isinstance(out, GroupPauseParams)
+    assert out.duration_ms == 500
     assert invalid("group.pause", {"group": "g", "duration_ms": -1}).field == "duration_ms"
 
 

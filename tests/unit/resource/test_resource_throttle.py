@@ -52,10 +52,10 @@ def test_custom_policy_and_to_list() -> None:
 )
 def test_rejects_bad_entries(entry: tuple[object, object]) -> None:
     with pytest.raises(ValueError):
-        ThrottlePolicy([entry])  # type: ignore[list-item]
+        ThrottlePolicy([entry])  # type: ignore[list-item]  # bad entries, on purpose
 
 
 def test_is_frozen_and_comparable() -> None:
     assert ThrottlePolicy.default() == ThrottlePolicy([(192, 0.5), (128, 0.75)])
     with pytest.raises(AttributeError):
-        ThrottlePolicy.default().entries = ()  # type: ignore[misc]
+        ThrottlePolicy.default().entries = ()  # type: ignore[misc]  # frozen: must raise
