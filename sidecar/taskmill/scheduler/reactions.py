@@ -68,6 +68,8 @@ class Reactions:
                 self._events.emit("superseded", eff.old_record, new_task_id=eff.id)
             assert eff.record is not None
             self._events.emit("submitted", eff.record, outcome=eff.outcome.value)
+            if eff.cascade is not None:
+                self.effects(eff.cascade)
         if changed:
             self._policy.invalidate_counts()
             self._wake()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .cascade import recheck_waiting
 from .pauses import clear_pause_bit
-from .rows import PAUSE_GLOBAL, PAUSE_PREEMPTION
+from .rows import PAUSE_DOMAIN, PAUSE_GLOBAL, PAUSE_GROUP, PAUSE_PREEMPTION
 
 __all__ = ["Recovery", "prune_history", "recover", "requeue_running"]
 
@@ -44,10 +44,23 @@ def recover(conn: sqlite3.Connection, now: int) -> Recovery:
     stale = conn.execute(
         "DELETE FROM task_deps WHERE depends_on_id NOT IN (SELECT id FROM tasks)"
     ).rowcount
-    # Blocked tasks with no edges left can run.
+    # Blocked tasks with no edges left can run: pending, or paused in a paused
+    # group or domain (as when their last dependency completes).
     conn.execute(
-        "UPDATE tasks SET status = 'pending' WHERE status = 'blocked' AND NOT EXISTS "
-        "(SELECT 1 FROM task_deps d WHERE d.task_id = tasks.id)"
+        "UPDATE tasks SET pause_reasons = (pause_reasons & ~(? | ?)) | "
+        "(CASE WHEN group_key IN (SELECT group_key FROM paused_groups) THEN ? ELSE 0 END) | "
+        "(CASE WHEN domain IN (SELECT domain FROM paused_domains) THEN ? ELSE 0 END), "
+        "delayed = CASE WHEN run_after IS NOT NULL AND run_after > ? THEN 1 ELSE 0 END "
+        "WHERE status = 'blocked' AND NOT EXISTS "
+        "(SELECT 1 FROM task_deps d WHERE d.task_id = tasks.id)",
+        (PAUSE_GROUP, PAUSE_DOMAIN, PAUSE_GROUP, PAUSE_DOMAIN, now),
+    )
+    conn.execute(
+        "UPDATE tasks SET status = CASE WHEN pause_reasons = 0 THEN 'pending' ELSE 'paused' END, "
+        "paused_at = CASE WHEN pause_reasons = 0 THEN NULL ELSE ? END "
+        "WHERE status = 'blocked' AND NOT EXISTS "
+        "(SELECT 1 FROM task_deps d WHERE d.task_id = tasks.id)",
+        (now,),
     )
     return Recovery(requeued=requeued, stale_edges=stale, parents_ready=recheck_waiting(conn, now))
 

@@ -35,7 +35,12 @@ def _next_occurrence(
     count = row["recurring_count"] + 1
     if row["recurring_max"] is not None and count >= row["recurring_max"]:
         return None, 0
-    due = (row["run_after"] or row["created_at"]) + interval
+    # When this one was due (run_after may have moved since: a retry, a rate
+    # limit); rows from before schema 4 have only run_after.
+    was_due = row["recurring_due_at"]
+    if was_due is None:
+        was_due = row["run_after"] or row["created_at"]
+    due = was_due + interval
     skipped = 0
     if due <= now:
         skipped = (now - due) // interval + 1
@@ -55,8 +60,9 @@ def _next_occurrence(
     cols = _OCCURRENCE_COPY.split(", ")
     new_id = conn.execute(
         f"INSERT INTO tasks ({_OCCURRENCE_COPY}, status, delayed, created_at, run_after, "
-        "expires_at, recurring_count, recurring_paused, pause_reasons, paused_at) "
-        f"VALUES ({', '.join('?' * len(cols))}, ?, 1, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "expires_at, recurring_count, recurring_paused, pause_reasons, paused_at, "
+        "recurring_due_at) "
+        f"VALUES ({', '.join('?' * len(cols))}, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             *(values[c] for c in cols),
             "paused" if bits else "pending",
@@ -67,6 +73,7 @@ def _next_occurrence(
             row["recurring_paused"],
             bits,
             now if bits else None,
+            due,
         ),
     ).fetchone()[0]
     conn.execute(

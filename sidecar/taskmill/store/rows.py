@@ -257,6 +257,8 @@ class SubmitEffect:
     stop_running: bool = False
     #: Tasks cancelled as a side effect (children of a superseded parent).
     cancelled: list[CancelledTask] = field(default_factory=list)
+    #: What cancelling them did further on (their dependents failed, say).
+    cascade: Effects | None = None
 
 
 class Admission:

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import InvalidParams
 from ..model import Outcome, Status, TaskRecord
 from .cascade import _cancel_children
-from .rows import NewTask, SubmitEffect, record_from_new, record_from_row
+from .rows import Effects, NewTask, SubmitEffect, record_from_new, record_from_row
 from .tables import _active, _delete_active, _insert_tags, _Pauses, _to_history
 
 __all__ = ["submit"]
@@ -78,12 +78,12 @@ INSERT INTO tasks (
     task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
     fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
     expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure, depends_on,
-    recurring_interval_ms, recurring_max, pause_reasons, paused_at, tags
+    recurring_interval_ms, recurring_max, recurring_due_at, pause_reasons, paused_at, tags
 ) VALUES (
     :task_type, :domain, :key, :label, :priority, :status, :delayed, :payload, :group_key,
     :parent_id, :fail_fast, :max_retries, :retry_policy, :now, :run_after, :er, :ew, :erx, :etx,
     :ttl_ms, :ttl_from, :expires_at, :on_dep_failure, :depends_on, :rec_interval, :rec_max,
-    :pause_reasons, :paused_at, :tags
+    :rec_due, :pause_reasons, :paused_at, :tags
 ) ON CONFLICT (task_type, key) DO NOTHING RETURNING id
 """
 
@@ -218,6 +218,13 @@ def _task_params(item: NewTask, now: int, status: Status, reasons: int) -> dict[
         "depends_on": json.dumps(item.depends_on),
         "rec_interval": item.recurring_interval_ms,
         "rec_max": item.recurring_max,
+        "rec_due": (
+            None
+            if item.recurring_interval_ms is None
+            else item.run_after
+            if item.run_after is not None
+            else now
+        ),
         "pause_reasons": reasons,
         "paused_at": now if reasons else None,
         "tags": item.tags_json,
@@ -339,7 +346,8 @@ def _supersede(
     that waited for the old one wait for the new one."""
     old = record_from_row(existing)
     _to_history(conn, old.id, Status.SUPERSEDED, now, tags_json=existing["tags"], delete=False)
-    cancelled = _cancel_children(conn, old.id, now, "superseded")
+    cascade = Effects()
+    cancelled = _cancel_children(conn, old.id, now, "superseded", cascade)
     _delete_active(conn, old.id)
     new = _insert_new(conn, item, now, pauses)
     assert new is not None
@@ -358,4 +366,5 @@ def _supersede(
         old_record=old,
         stop_running=old.status in (Status.RUNNING, Status.WAITING),
         cancelled=cancelled,
+        cascade=cascade if cascade else None,
     )

@@ -182,20 +182,13 @@ def test_overdue_occurrences_are_skipped_not_run(conn: sqlite3.Connection) -> No
     assert row is not None and row["run_after"] == NOW + 4000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runs.finish's retry (and the claim's rate-limit deferral) overwrite run_after, "
-    "which _next_occurrence reads as 'when this one was due': the schedule drifts by "
-    "the retry delay, against docs/protocol.md ('due one interval after the previous "
-    "one was due')",
-)
 def test_a_retried_occurrence_keeps_the_schedules_cadence(conn: sqlite3.Connection) -> None:
     first = add(conn, "tick", recurring_interval_ms=1000)
     finish(conn, start(conn, first), "retry", error="flaky", retry_delay_ms=300)
     res = finish(conn, start(conn, first, NOW + 300), now=NOW + 310)
     assert res.next_id is not None
     row = active_row(conn, res.next_id)
-    assert row is not None and row["run_after"] == NOW + 1000  # got NOW + 1300
+    assert row is not None and row["run_after"] == NOW + 1000  # not NOW + 1300
 
 
 def test_a_schedule_ends_after_its_last_occurrence_or_a_failure(conn: sqlite3.Connection) -> None:

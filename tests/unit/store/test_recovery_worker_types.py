@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import pytest
-
 from taskmill.store import pauses, recovery, runs, worker_types
 from taskmill.store.rows import PAUSE_GLOBAL, PAUSE_GROUP, PAUSE_PREEMPTION
 from tests.unit.store.helpers import NOW, active_row, add, finish, start, status
@@ -86,12 +84,6 @@ def test_recover_drops_edges_to_vanished_tasks_and_readies_what_can_run(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recover() sets edge-less blocked tasks to 'pending' with one UPDATE that "
-    "ignores persisted group/domain pauses, unlike cascade._unblock (the gate still "
-    "holds the task, but its status and pause_reasons disagree with the pause)",
-)
 def test_recover_releases_a_blocked_task_of_a_paused_group_as_paused(
     conn: sqlite3.Connection,
 ) -> None:

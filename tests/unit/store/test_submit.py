@@ -143,21 +143,17 @@ def test_supersede_cancels_the_old_tasks_children_and_moves_its_dependents(
     assert status(conn, waiter) == "blocked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _supersede cancels the children with eff=None, so dependency_failed "
-    "never runs for them: a task waiting on such a child stays blocked on a "
-    "vanished id (and recover() later drops the edge and runs it)",
-)
 def test_supersede_fails_the_dependents_of_the_cancelled_children(
     conn: sqlite3.Connection,
 ) -> None:
     old = add(conn, "parent")
     child = add(conn, "child", parent_id=old)
     waiter = add(conn, "waiter", depends_on=[child])
-    submit(conn, new_task("parent", payload=2, on_duplicate="supersede"))
+    (eff,) = submit(conn, new_task("parent", payload=2, on_duplicate="supersede"))
     assert history_statuses(conn, child) == ["cancelled"]
     assert status(conn, waiter) == "dependency_failed"
+    assert eff.cascade is not None
+    assert [(r.id, dep) for r, dep in eff.cascade.dependency_failed] == [(waiter, child)]
 
 
 def test_supersede_refuses_a_dependency_cycle(conn: sqlite3.Connection) -> None:
