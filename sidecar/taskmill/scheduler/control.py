@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidParams, NotFound
@@ -35,6 +35,15 @@ CANCEL_CHUNK = 500
 class Control(SchedulerParts):
     """The scheduler's control API (a mixin of :class:`Scheduler`)."""
 
+    async def _release_ahead(self, which: Callable[[TaskRecord], bool] | None = None) -> None:
+        """Tasks claimed ahead that ``which`` selects back to pending now, before
+        an operation that acts on pending tasks (pause a group, change a
+        priority, cancel what is pending)."""
+        out = self.executions.ahead.release(which)
+        if out:
+            await self.store.return_to_pending([(c.record.id, c.dispatch_count) for c in out])
+            self.wake()
+
     async def cancel(self, task_id: int, *, reason: str = "cancelled") -> bool:
         """Cancel an active task and its children. False if it is not active."""
         now = self.clock.now_ms()
@@ -54,6 +63,8 @@ class Control(SchedulerParts):
         """
         if flt.is_empty():
             raise InvalidParams("give at least one filter", field="filter")
+        if flt.status is not None and "pending" in flt.status:
+            await self._release_ahead()  # they are pending to whoever asks
         out: list[int] = []
         after: int | None = -1
         while after is not None:
@@ -69,6 +80,8 @@ class Control(SchedulerParts):
     async def set_priority(self, task_id: int, priority: int | str) -> bool:
         """Change the priority of a pending, paused or blocked task."""
         value = parse_priority(priority)
+        if task_id in self.executions.ahead:
+            await self._release_ahead(lambda r: r.id == task_id)
         updated = await self.store.set_priority(task_id, value)
         if updated:
             self.wake()
@@ -97,6 +110,7 @@ class Control(SchedulerParts):
         if self.loop.paused:
             return
         self.loop.paused = True
+        await self._release_ahead()
         await self._pause_running(list(self.executions.running.values()), PAUSE_GLOBAL, "paused")
         self.events.emit("paused")
 
@@ -245,6 +259,7 @@ class Control(SchedulerParts):
         """
         self._domain(domain)
         self.policy.paused_domains.add(domain)
+        await self._release_ahead(lambda r: r.domain == domain)
         now = self.clock.now_ms()
         queued = await self.store.pause_domain(domain, now)
         running = [ex for ex in self.executions.running.values() if ex.record.domain == domain]
@@ -278,6 +293,7 @@ class Control(SchedulerParts):
         resume_at = None if duration_ms is None else now + duration_ms
         again = group in self.policy.paused_groups
         self.policy.paused_groups[group] = resume_at
+        await self._release_ahead(lambda r: r.group == group)
         queued = await self.store.pause_group(group, now, resume_at)
         running = [ex for ex in self.executions.running.values() if ex.record.group == group]
         stopped = await self._pause_running(running, PAUSE_GROUP, "paused")
@@ -305,6 +321,7 @@ class Control(SchedulerParts):
             raise InvalidParams("value must be >= 0", field="value")
         else:
             self.policy.group_limits[group] = value
+        self.loop.release()  # claimed ahead under the old rules
         self.wake()
 
     def set_default_group_limit(self, value: int) -> None:
@@ -312,6 +329,7 @@ class Control(SchedulerParts):
         if value < 0:
             raise InvalidParams("value must be >= 0", field="value")
         self.policy.default_group_limit = value
+        self.loop.release()  # claimed ahead under the old rules
         self.wake()
 
     def set_group_weight(self, group: str, weight: float | None) -> None:
@@ -324,6 +342,7 @@ class Control(SchedulerParts):
         self.events.emit(
             "group_weight_changed", group=group, previous=previous, weight=self.policy.weight(group)
         )
+        self.loop.release()  # claimed ahead under the old rules
         self.wake()
 
     def set_group_min_slots(self, group: str, value: int | None) -> None:
@@ -334,6 +353,7 @@ class Control(SchedulerParts):
             raise InvalidParams("value must be >= 0", field="value")
         else:
             self.policy.group_min_slots[group] = value
+        self.loop.release()  # claimed ahead under the old rules
         self.wake()
 
     def set_rate_limit(
@@ -347,6 +367,7 @@ class Control(SchedulerParts):
         """Limit how fast tasks of a type, or of a group, start (token bucket)."""
         scope, key = self._rate_scope(task_type, group)
         self.policy.set_rate_limit(scope, key, per_second, burst, self.clock.now_ms())
+        self.loop.release()  # claimed ahead under the old rules
         self.wake()
 
     def remove_rate_limit(self, *, task_type: str | None = None, group: str | None = None) -> bool:
@@ -380,6 +401,7 @@ class Control(SchedulerParts):
         if d is None:
             raise NotFound(f"no domain {domain!r}", field="domain")
         d.max_concurrency = value
+        self.loop.release()  # claimed ahead under the old rules
         self.wake()
 
     @property

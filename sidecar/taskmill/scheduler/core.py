@@ -326,6 +326,18 @@ class Scheduler(Control, Queries):
                 if ex is not None:
                     ex.ctx.spawned += 1
         results = self.reactions.submitted(effects)
+        least = self.executions.ahead.least_urgent()
+        if least is not None:
+            # More urgent than what waits ahead: the next turn claims it anyway,
+            # and it starts before them.
+            self.loop.urgent += sum(
+                1
+                for e in effects
+                if e.outcome is not Outcome.DUPLICATE
+                and e.record is not None
+                and e.record.status is Status.PENDING
+                and e.record.effective_priority < least
+            )
         urgent = [
             e.record
             for e in effects
@@ -410,8 +422,12 @@ class Scheduler(Control, Queries):
                 async with asyncio.timeout(timeout):
                     await executions.idle.wait()
         remaining = list(executions.running.values())
-        if remaining:
+        # Claimed ahead and never started: back to pending as well.
+        never_started = [*executions.ahead.release(), *self.loop.releasing]
+        self.loop.releasing = []
+        if remaining or never_started:
             pairs = [(ex.record.id, ex.dispatch_count) for ex in remaining]
+            pairs += [(c.record.id, c.dispatch_count) for c in never_started]
             try:
                 await self.store.return_to_pending(pairs)
             except StorageError as exc:

@@ -24,6 +24,7 @@ from ..clock import Clock
 from ..errors import StorageError, TaskError, TaskmillError
 from ..model import Progress, RetryPolicy, TaskRecord
 from ..store.rows import Claimed, Finish, Phase
+from .ahead import Ahead
 from .awareness import Awareness
 from .config import SchedulerConfig
 from .context import Spawner, TaskContext, state_view
@@ -76,6 +77,8 @@ class Execution:
     #: Stopped by the scheduler (cancel, pause, preemption, shutdown): whoever
     #: stopped it wrote its row, and its outcome is not recorded.
     stopped: bool = False
+    #: When the run started (epoch ms): later than the claim if it waited ahead.
+    started_at: int | None = None
 
 
 class Executions:
@@ -117,6 +120,14 @@ class Executions:
         self._zombies: set[Execution] = set()
         self._threads = ExecutorThreads()
         self._finished: list[tuple[Finish, Execution]] = []
+        #: Claimed tasks waiting for a slot (see :mod:`taskmill.scheduler.ahead`).
+        self.ahead = Ahead()
+        #: Recent mean run time in seconds (None before a run ended), for the
+        #: size of the window claimed ahead.
+        self.mean_run_s: float | None = None
+        #: Called when a run ends and frees a slot (the run loop starts the
+        #: next task claimed ahead).
+        self.on_slot_free: Callable[[], None] | None = None
         #: Set while nothing runs.
         self.idle = asyncio.Event()
         self.idle.set()
@@ -151,6 +162,9 @@ class Executions:
 
     def launch(self, claimed: Claimed) -> None:
         rec = claimed.record
+        now = self._clock.now_ms()
+        if rec.started_at is not None and now - rec.started_at > 1:
+            rec = rec.evolve(started_at=now)  # it waited ahead since its claim
         tt = self._registry.find(rec.task_type)
         executor: BoundExecutor | None = None
         if tt is not None:
@@ -180,6 +194,7 @@ class Executions:
             memo=None if claimed.memo_json is None else json.loads(claimed.memo_json),
             threads=ThreadSlot(self._thread_freed),
             timeout_ms=None if tt is None else tt.timeout_ms,
+            started_at=now,
         )
         self.running[rec.id] = ex
         self.idle.clear()
@@ -268,6 +283,7 @@ class Executions:
         return Finish(
             task_id=rec.id,
             dispatch_count=ex.dispatch_count,
+            started_at=ex.started_at,
             kind=decision.kind,
             error=decision.message,
             retry_delay_ms=decision.delay_ms,
@@ -285,6 +301,7 @@ class Executions:
             return Finish(
                 task_id=rec.id,
                 dispatch_count=ex.dispatch_count,
+                started_at=ex.started_at,
                 kind="failed",
                 error=f"the result cannot be stored: {message}",
                 actual_io=ex.ctx.actual_io,
@@ -294,6 +311,7 @@ class Executions:
         return Finish(
             task_id=rec.id,
             dispatch_count=ex.dispatch_count,
+            started_at=ex.started_at,
             kind="completed",
             result_json=result_json,
             actual_io=ex.ctx.actual_io,
@@ -317,6 +335,11 @@ class Executions:
             self.idle.set()
         if finish is not None and not ex.stopped:
             self._finished.append((finish, ex))
+            took = time.monotonic() - ex.started_mono
+            mean = self.mean_run_s
+            self.mean_run_s = took if mean is None else mean + (took - mean) / 8
+        if self.on_slot_free is not None:
+            self.on_slot_free()
         self._wake()
 
     async def _finalize(self, ex: Execution) -> Any:
@@ -340,7 +363,11 @@ class Executions:
     # -- stopping -------------------------------------------------------------------
 
     def stop(self, task_id: int, reason: str) -> Execution | None:
-        """Signal a running execution to stop; its outcome will be ignored."""
+        """Signal a running execution to stop; its outcome will be ignored.
+
+        A task still waiting ahead is only forgotten (None)."""
+        if self.ahead.discard(task_id) is not None:
+            return None
         ex = self.running.pop(task_id, None)
         if ex is None:
             return None

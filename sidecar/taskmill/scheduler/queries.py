@@ -73,6 +73,9 @@ class Queries(SchedulerParts):
         ex = self.executions.running.get(rec.id)
         if ex is not None:
             return rec.evolve(progress=ex.progress, effective_priority=ex.record.effective_priority)
+        if rec.status is Status.RUNNING:
+            # Claimed ahead and not started yet (scheduler/ahead.py): pending.
+            return rec.evolve(status=Status.PENDING, started_at=None)
         if self.policy.aging is not None and rec.status in (Status.PENDING, Status.PAUSED):
             eff = self.policy.effective(rec, rec.pause_duration_ms, self.clock.now_ms())
             if eff != rec.effective_priority:
@@ -140,6 +143,12 @@ class Queries(SchedulerParts):
         """Mean bytes/s of the type's last ``n`` completed runs."""
         return await self.store.avg_throughput(task_type, n)
 
+    def _claimed_ahead(self) -> Counter[str]:
+        """Claimed ahead, not started (pending to callers), by domain."""
+        ahead = self.executions.ahead.by_domain()
+        ahead.update(c.record.domain for c in self.loop.releasing)
+        return ahead
+
     def running(self) -> list[TaskRecord]:
         """Records of the tasks running now, with their (reported or extrapolated) progress."""
         return self.executions.records()
@@ -149,6 +158,13 @@ class Queries(SchedulerParts):
 
         tally = await self.store.counts(domain)
         counts, domain_counts, group_counts = tally.status, tally.domains, tally.groups
+        ahead = self._claimed_ahead()
+        counts["pending"] = counts.get("pending", 0) + sum(
+            n for name, n in ahead.items() if domain is None or name == domain
+        )
+        for name, n in ahead.items():
+            per = domain_counts.setdefault(name, {})
+            per["pending"] = per.get("pending", 0) + n
         pause_reasons = tally.pause_reasons
         await self.executions.seed_durations()
         now = self.clock.now_ms()
@@ -206,6 +222,7 @@ class Queries(SchedulerParts):
     async def metrics_snapshot(self) -> dict[str, Any]:
         """Counters since start and current gauges."""
         counts = await self.store.status_counts()
+        counts["pending"] = counts.get("pending", 0) + sum(self._claimed_ahead().values())
         names = (
             "submitted",
             "dispatched",

@@ -2,7 +2,9 @@
 
 A turn is one store operation (finishes recorded, retention applied, the next
 tasks claimed under the gate the dispatch policy builds), then the reactions
-to what it did, then the launches. The loop sleeps until woken (a submit, a
+to what it did, then the launches. Short tasks are claimed a window ahead of
+the free slots and start as slots free, without waiting for a turn
+(:mod:`taskmill.scheduler.ahead`). The loop sleeps until woken (a submit, a
 finish, a change of limits) or until the next delayed task, timed resume or
 sweep is due, at most one poll interval.
 """
@@ -17,8 +19,10 @@ from collections.abc import Awaitable, Callable
 
 from ..clock import Clock
 from ..errors import DatabaseGone, StorageError
-from ..store.rows import ClaimPlan
+from ..model import TaskRecord
+from ..store.rows import Claimed, ClaimPlan
 from ..store.store import Store
+from .ahead import window
 from .awareness import Awareness
 from .config import SchedulerConfig
 from .dispatch import DispatchPolicy, Gate
@@ -81,6 +85,12 @@ class RunLoop:
         self.turns_started = 0
         self.turns_done = 0
         self._tick_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: Claimed ahead, never started, going back to pending at the next turn.
+        self.releasing: list[Claimed] = []
+        #: Submissions more urgent than the least urgent task waiting ahead
+        #: since the last turn: claimed even when the window is full.
+        self.urgent = 0
+        executions.on_slot_free = self._slot_free
 
     def start(self) -> None:
         self.dispatching = True
@@ -94,6 +104,42 @@ class RunLoop:
         """Slots the concurrency limit leaves: running executions and threads
         still held by stopped ones count."""
         return max(0, self.max_concurrency - self._executions.busy_slots())
+
+    def release(self, which: Callable[[TaskRecord], bool] | None = None) -> None:
+        """Tasks claimed ahead that ``which`` selects (all by default) go back to
+        pending at the next turn, which then claims in the new order: after a
+        pause, a change of limits or weights, a shutdown."""
+        out = self._executions.ahead.release(which)
+        if out:
+            self.releasing.extend(out)
+            self.wake()
+
+    def _slot_free(self) -> None:
+        if self.dispatching and not self.paused:
+            self._start_ahead()
+
+    def _start_ahead(self) -> None:
+        """Start tasks claimed ahead while slots are free."""
+        executions = self._executions
+        ahead = executions.ahead
+        free = self.free_slots()
+        while free > 0 and len(ahead):
+            claimed = ahead.pop()
+            if claimed is None:
+                break
+            rec = claimed.record
+            tt = self._registry.find(rec.task_type)
+            if tt is not None and tt.executor is None:
+                remote = executions.remote
+                if remote is None or remote.free_slots_of(rec.task_type) <= 0:
+                    # Its worker left (or is full) since the claim.
+                    self.releasing.append(claimed)
+                    self.wake()
+                    continue
+            if rec.expected_io.disk_read or rec.expected_io.disk_write:
+                self._awareness.io_starts_since_sample += 1
+            executions.launch(claimed)
+            free -= 1
 
     async def _run(self) -> None:
         backoff = 0.0
@@ -191,10 +237,14 @@ class RunLoop:
             for name, d in self._registry.domains.items()
             if d.max_concurrency is not None
         }
+        executions = self._executions
+        # Tasks claimed ahead count as running: every limit holds for them too.
+        running = [ex.record for ex in executions.running.values()]
+        running += [c.record for c in executions.ahead]
         return self._policy.plan(
             now=now,
             limit=limit,
-            running=[ex.record for ex in self._executions.running.values()],
+            running=running,
             domain_caps=domain_caps,
             type_caps=self._registry.type_caps,
             worker_slots=self._worker_slots,
@@ -210,14 +260,32 @@ class RunLoop:
         remote = self._executions.remote
         return 0 if remote is None else remote.free_slots_of(task_type)
 
+    def _claim_limit(self) -> int:
+        """How many tasks this turn claims: the free slots not covered by tasks
+        waiting ahead, and the window ahead refilled once it is half empty."""
+        if not self.dispatching or self.paused:
+            return 0
+        executions = self._executions
+        free = self.free_slots()
+        waiting = len(executions.ahead)
+        # Weighted fairness shares the slots of each claim: no window then.
+        ahead = 0 if self._policy.fair else window(self.max_concurrency, executions.mean_run_s)
+        want = free + ahead
+        if waiting < free or 2 * waiting <= ahead:
+            return max(0, want - waiting) + self.urgent
+        return self.urgent
+
     async def turn(self) -> None:
         now = self._clock.now_ms()
         await self._housekeeping(now)
         executions = self._executions
+        if (not self.dispatching or self.paused) and len(executions.ahead):
+            self.release()
         finished = executions.take_finished()
-        limit = self.free_slots() if self.dispatching and not self.paused else 0
+        limit = self._claim_limit()
         due = self.next_due is not None and self.next_due <= now
-        if not finished and limit == 0 and not due:
+        releasing, self.releasing = self.releasing, []
+        if not finished and limit == 0 and not due and not releasing:
             return
         if finished:
             self.recheck_preempted = True
@@ -233,11 +301,20 @@ class RunLoop:
                 prune = (retention.max_count, retention.max_age_ms)
         plan = self.claim_plan(now, limit)[0] if limit else None
         try:
-            turn = await self._store().turn(finishes, now, plan=plan, prune=prune)
+            turn = await self._store().turn(
+                finishes,
+                now,
+                plan=plan,
+                prune=prune,
+                release=[(c.record.id, c.dispatch_count) for c in releasing],
+            )
         except BaseException:
             # Nothing was written: keep the outcomes for the next turn.
             executions.put_back(finished)
+            self.releasing[:0] = releasing
             raise
+        if limit:
+            self.urgent = 0
         claim = turn.claim
         self.next_due = claim.next_due
         self._policy.counted(claim.ready_counts)
@@ -248,8 +325,10 @@ class RunLoop:
         self._reactions.effects(turn.effects)
         self._reactions.effects(claim.effects)
         for c in claim.claimed:
-            if c.record.expected_io.disk_read or c.record.expected_io.disk_write:
-                self._awareness.io_starts_since_sample += 1
-            executions.launch(c)
+            executions.ahead.hold(c)
+        if self.dispatching and not self.paused:
+            self._start_ahead()
+        elif len(executions.ahead):
+            self.release()
         if not executions.running:
             executions.idle.set()

@@ -131,6 +131,9 @@ class Finish:
     may_have_children: bool = True
     #: Where task code failed (scheduler/tracebacks.py), for failures.
     traceback: str | None = None
+    #: When the run started (epoch ms), if later than the claim (it waited
+    #: ahead for a slot): history's started_at and duration count from it.
+    started_at: int | None = None
 
 
 _EMPTY_TAGS: dict[str, str] = {}

@@ -74,6 +74,7 @@ def finish(
                 tags_json=row["tags"],
                 result_json=f.result_json,
                 actual=f.actual_io,
+                started_at=f.started_at,
                 delete=not row["requeue"],
                 edges=False,  # a running task waits on nothing
             )
@@ -131,6 +132,7 @@ def finish(
                 error=f.error,
                 traceback=f.traceback,
                 actual=f.actual_io,
+                started_at=f.started_at,
             )
             dependency_failed(conn, now, eff, f.task_id)
             out.append(

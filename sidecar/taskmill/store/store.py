@@ -125,9 +125,12 @@ class Store:
         *,
         plan: ClaimPlan | None,
         prune: tuple[int | None, int | None] | None = None,
+        release: Sequence[tuple[int, int]] = (),
     ) -> Turn:
         """Record finished executions, apply retention (``(max_count,
-        max_age_ms)``), and claim what ``plan`` admits, in one transaction.
+        max_age_ms)``), put ``release`` (claimed, never started: ``(id,
+        dispatch_count)``) back to pending, and claim what ``plan`` admits, in
+        one transaction.
 
         It runs on the database thread, where its SQL overlaps with the
         executions on the loop (measured: inline turns halve throughput on two
@@ -137,6 +140,8 @@ class Store:
 
         def op(conn: Any) -> Turn:
             results = runs.finish(conn, finishes, now, eff) if finishes else []
+            if release:
+                runs.return_to_pending(conn, release)
             pruned = recovery.prune_history(conn, now, *prune) if prune is not None else 0
             result = (
                 claim.claim(conn, now, plan)

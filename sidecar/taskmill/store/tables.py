@@ -24,8 +24,9 @@ _MOVE_TO_HISTORY = f"""
 INSERT INTO history ({_HISTORY_COLUMNS})
 SELECT id, task_type, domain, key, label, priority, :status, payload, :result,
        COALESCE(:memo, memo), group_key, parent_id, fail_fast, retry_count + :retry_bump,
-       max_retries, COALESCE(:error, last_error), created_at, started_at, :now,
-       CASE WHEN started_at IS NULL THEN NULL ELSE :now - started_at END,
+       max_retries, COALESCE(:error, last_error), created_at, COALESCE(:started, started_at),
+       :now, CASE WHEN COALESCE(:started, started_at) IS NULL THEN NULL
+                  ELSE :now - COALESCE(:started, started_at) END,
        run_after, ttl_ms, ttl_from, expires_at, expected_read, expected_write, expected_net_rx,
        expected_net_tx, :ar, :aw, :arx, :atx, depends_on, tags, retry_policy,
        COALESCE(:traceback, traceback)
@@ -37,7 +38,7 @@ _BULK_MOVE_TO_HISTORY = re.sub(
     r":(\w+)",
     lambda m: (
         {"status": "?1", "now": "?2", "id": ":id"}.get(m.group(1), "NULL")
-        if m.group(1) in ("status", "now", "id", "result", "memo", "error", "traceback")
+        if m.group(1) in ("status", "now", "id", "result", "memo", "error", "traceback", "started")
         else "0"
     ),
     _MOVE_TO_HISTORY,
@@ -58,6 +59,7 @@ def _to_history(
     memo_json: str | None = None,
     actual: IoBudget | None = None,
     retry_bump: int = 0,
+    started_at: int | None = None,
     delete: bool = True,
     edges: bool = True,
 ) -> int:
@@ -77,6 +79,7 @@ def _to_history(
             "aw": io.disk_write,
             "arx": io.net_rx,
             "atx": io.net_tx,
+            "started": started_at,
             "id": task_id,
         },
     )

@@ -117,7 +117,10 @@ def deaf_sync(payload: Any, ctx: Any) -> Any:
 
 @dom.task("quick_sync")
 def quick_sync(payload: Any, ctx: Any) -> Any:
-    return {"thread": True}
+    """A short plain def that says when it ran (monotonic seconds)."""
+    start = time.monotonic()
+    time.sleep(0.02)
+    return {"thread": True, "start": start, "end": time.monotonic()}
 
 
 def _lookup(payload: Any) -> Any:

@@ -49,6 +49,19 @@ def test_completed_moves_the_task_to_history_with_its_result(conn: sqlite3.Conne
     assert conn.execute("SELECT count(*) FROM task_tags").fetchone()[0] == 0
 
 
+def test_a_run_that_waited_ahead_counts_from_when_it_started(conn: sqlite3.Connection) -> None:
+    # Claimed at +10, started at +40 (it waited ahead for a slot), done at +60.
+    run = start(conn, add(conn, "ok"), NOW + 10)
+    finish(conn, run, result_json="null", now=NOW + 60, started_at=NOW + 40)
+    done = queries.get(conn, run.record.id)
+    assert done is not None and (done.started_at, done.duration_ms) == (NOW + 40, 20)
+    # So does a failure.
+    bad = start(conn, add(conn, "bad"), NOW + 10)
+    finish(conn, bad, "failed", error="x", now=NOW + 70, started_at=NOW + 50)
+    failed = queries.get(conn, bad.record.id)
+    assert failed is not None and (failed.started_at, failed.duration_ms) == (NOW + 50, 20)
+
+
 def test_a_stale_finish_writes_nothing(conn: sqlite3.Connection) -> None:
     task_id = add(conn, "k")
     run = start(conn, task_id)
