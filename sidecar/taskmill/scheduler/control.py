@@ -171,7 +171,7 @@ class Control(SchedulerParts):
             return
         candidates = sorted(
             self.executions.running.values(),
-            key=lambda ex: (-ex.record.effective_priority, -(ex.record.started_at or 0)),
+            key=lambda ex: (-ex.record.effective_priority, -(ex.started_at or 0)),
         )
         chosen: dict[int, list[Execution]] = {}
         taken: set[int] = set()

@@ -79,6 +79,8 @@ class Execution:
     stopped: bool = False
     #: When the run started (epoch ms): later than the claim if it waited ahead.
     started_at: int | None = None
+    #: How long the run took (ms, monotonic), once it ended.
+    run_ms: int | None = None
 
 
 class Executions:
@@ -162,9 +164,8 @@ class Executions:
 
     def launch(self, claimed: Claimed) -> None:
         rec = claimed.record
+        # When it starts (its record keeps the claim's time: it may have waited ahead).
         now = self._clock.now_ms()
-        if rec.started_at is not None and now - rec.started_at > 1:
-            rec = rec.evolve(started_at=now)  # it waited ahead since its claim
         tt = self._registry.find(rec.task_type)
         executor: BoundExecutor | None = None
         if tt is not None:
@@ -284,6 +285,7 @@ class Executions:
             task_id=rec.id,
             dispatch_count=ex.dispatch_count,
             started_at=ex.started_at,
+            ended_at=self._clock.now_ms(),
             kind=decision.kind,
             error=decision.message,
             retry_delay_ms=decision.delay_ms,
@@ -302,6 +304,7 @@ class Executions:
                 task_id=rec.id,
                 dispatch_count=ex.dispatch_count,
                 started_at=ex.started_at,
+                ended_at=self._clock.now_ms(),
                 kind="failed",
                 error=f"the result cannot be stored: {message}",
                 actual_io=ex.ctx.actual_io,
@@ -312,6 +315,7 @@ class Executions:
             task_id=rec.id,
             dispatch_count=ex.dispatch_count,
             started_at=ex.started_at,
+            ended_at=self._clock.now_ms(),
             kind="completed",
             result_json=result_json,
             actual_io=ex.ctx.actual_io,
@@ -336,6 +340,7 @@ class Executions:
         if finish is not None and not ex.stopped:
             self._finished.append((finish, ex))
             took = time.monotonic() - ex.started_mono
+            ex.run_ms = int(took * 1000)
             mean = self.mean_run_s
             self.mean_run_s = took if mean is None else mean + (took - mean) / 8
         if self.on_slot_free is not None:
@@ -420,7 +425,8 @@ class Executions:
         """Records of the tasks running now, with their (reported or extrapolated) progress."""
         now = self._clock.now_ms()
         return [
-            ex.record.evolve(progress=self._progress_of(ex, now)) for ex in self.running.values()
+            ex.record.evolve(progress=self._progress_of(ex, now), started_at=ex.started_at)
+            for ex in self.running.values()
         ]
 
     def _progress_of(self, ex: Execution, now: int) -> Progress:
@@ -428,7 +434,7 @@ class Executions:
         return self._awareness.progress(
             ex.record.task_type,
             now,
-            ex.record.started_at,
+            ex.started_at,
             p.percent if p.reported else None,
             ex.reported_at_ms,
             p.message,

@@ -72,7 +72,11 @@ class Queries(SchedulerParts):
             return rec
         ex = self.executions.running.get(rec.id)
         if ex is not None:
-            return rec.evolve(progress=ex.progress, effective_priority=ex.record.effective_priority)
+            return rec.evolve(
+                progress=ex.progress,
+                effective_priority=ex.record.effective_priority,
+                started_at=ex.started_at,
+            )
         if rec.status is Status.RUNNING:
             # Claimed ahead and not started yet (scheduler/ahead.py): pending.
             return rec.evolve(status=Status.PENDING, started_at=None)

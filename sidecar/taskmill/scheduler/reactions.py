@@ -81,7 +81,7 @@ class Reactions:
         kind = res.kind
         if kind == "stale":
             return
-        duration = max(0, now - (rec.started_at or now))
+        duration = ex.run_ms if ex.run_ms is not None else max(0, now - (rec.started_at or now))
         if kind in ("completed", "requeued"):
             self._metrics["completed"] += 1
             self._awareness.record_duration(rec.task_type, duration)

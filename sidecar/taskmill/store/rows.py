@@ -134,6 +134,9 @@ class Finish:
     #: When the run started (epoch ms), if later than the claim (it waited
     #: ahead for a slot): history's started_at and duration count from it.
     started_at: int | None = None
+    #: When the run ended (epoch ms): history's finished_at, which the batch
+    #: that records it may write later.
+    ended_at: int | None = None
 
 
 _EMPTY_TAGS: dict[str, str] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from ..model import Status
+from ..model import IoBudget, Status
 from .cascade import (
     _cancel_children,
     _has_children,
@@ -16,7 +16,7 @@ from .cascade import (
 )
 from .recurring import _next_occurrence
 from .rows import Effects, Finish, FinishResult
-from .tables import _to_history
+from .tables import _bulk_complete, _to_history
 
 __all__ = ["finish", "pause_running", "return_to_pending"]
 
@@ -29,6 +29,8 @@ def finish(
     out: list[FinishResult] = []
     left: dict[int, tuple[int, str] | None] = {}
     completed: list[int] = []
+    plain: list[tuple[int, str | None, int | None, int | None, IoBudget]] = []
+    plain_results: list[FinishResult] = []
     states: dict[int, sqlite3.Row] = {}
     ids = [f.task_id for f in items]
     for start in range(0, len(ids), 500):
@@ -63,6 +65,16 @@ def finish(
                         )
                     )
                     continue
+            if row["recurring_interval_ms"] is None and not row["requeue"] and row["tags"] == "{}":
+                # The common case: recorded with the others in one statement.
+                res = FinishResult(kind="completed", task_id=f.task_id)
+                plain.append((f.task_id, f.result_json, f.started_at, f.ended_at, f.actual_io))
+                plain_results.append(res)
+                out.append(res)
+                completed.append(f.task_id)
+                if parent_id is not None:
+                    left.setdefault(parent_id, None)
+                continue
             full = None
             if row["recurring_interval_ms"] is not None and not row["requeue"]:
                 full = conn.execute("SELECT * FROM tasks WHERE id = ?", (f.task_id,)).fetchone()
@@ -75,6 +87,7 @@ def finish(
                 result_json=f.result_json,
                 actual=f.actual_io,
                 started_at=f.started_at,
+                ended_at=f.ended_at,
                 delete=not row["requeue"],
                 edges=False,  # a running task waits on nothing
             )
@@ -133,6 +146,7 @@ def finish(
                 traceback=f.traceback,
                 actual=f.actual_io,
                 started_at=f.started_at,
+                ended_at=f.ended_at,
             )
             dependency_failed(conn, now, eff, f.task_id)
             out.append(
@@ -145,6 +159,10 @@ def finish(
             )
             if parent_id is not None:
                 left[parent_id] = (f.task_id, f.error or "")
+    if plain:
+        history_ids = _bulk_complete(conn, plain, now)
+        for res in plain_results:
+            res.history_id = history_ids.get(res.task_id)
     if completed:
         dependency_done(conn, now, eff, *completed)
     if left:

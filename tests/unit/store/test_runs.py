@@ -55,6 +55,11 @@ def test_a_run_that_waited_ahead_counts_from_when_it_started(conn: sqlite3.Conne
     finish(conn, run, result_json="null", now=NOW + 60, started_at=NOW + 40)
     done = queries.get(conn, run.record.id)
     assert done is not None and (done.started_at, done.duration_ms) == (NOW + 40, 20)
+    # A batch that records it later keeps when it ended.
+    late = start(conn, add(conn, "late"), NOW + 10)
+    finish(conn, late, result_json="null", now=NOW + 90, started_at=NOW + 40, ended_at=NOW + 55)
+    rec = queries.get(conn, late.record.id)
+    assert rec is not None and (rec.finished_at, rec.duration_ms) == (NOW + 55, 15)
     # So does a failure.
     bad = start(conn, add(conn, "bad"), NOW + 10)
     finish(conn, bad, "failed", error="x", now=NOW + 70, started_at=NOW + 50)
