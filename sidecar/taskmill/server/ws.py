@@ -75,6 +75,10 @@ PRE_HELLO_MAX_BYTES = 64 * 1024
 #: File descriptors kept free for everything but connections (database, WAL,
 #: lock, logs, the fs executors' files, psutil).
 FD_RESERVE = 64
+#: Connections the kernel may hand over in one accept round (the listen
+#: backlog): asyncio accepts that many before any of them reaches the gate, so
+#: they are kept free too (else an accept fails with EMFILE and is logged).
+ACCEPT_BURST = 32
 #: Frames above this are decoded on a thread.
 BIG_FRAME_BYTES = 256 * 1024
 #: Seconds a close handshake may take before the connection is dropped.
@@ -219,7 +223,7 @@ def _fd_capacity(reserve: int = FD_RESERVE) -> int:
         in_use = len(os.listdir("/proc/self/fd"))
     except OSError:
         in_use = 32
-    return max(8, soft - in_use - reserve)
+    return max(8, soft - in_use - reserve - ACCEPT_BURST)
 
 
 class WsOut:
@@ -332,6 +336,7 @@ async def start_ws_server(
         close_timeout=CLOSE_TIMEOUT_S,
         open_timeout=HELLO_TIMEOUT_S,
         max_queue=16,
+        backlog=ACCEPT_BURST,
         create_connection=GatedConnection,
     )
     sock_port = next(iter(server.sockets)).getsockname()[1]
