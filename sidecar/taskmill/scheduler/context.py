@@ -78,6 +78,8 @@ class CancelSignal:
 class ProgressReporter:
     """Reports how far a task has got; each report becomes a ``progress`` event."""
 
+    __slots__ = ("_ctx",)
+
     def __init__(self, ctx: TaskContext) -> None:
         self._ctx = ctx
 
@@ -104,6 +106,22 @@ class TaskContext:
         phase: ``"execute"`` or ``"finalize"``.
     """
 
+    __slots__ = (
+        "_io",
+        "_loop",
+        "_loop_thread",
+        "_progress",
+        "_progress_sink",
+        "_spawner",
+        "attempt",
+        "cancelled",
+        "children",
+        "phase",
+        "record",
+        "spawned",
+        "state",
+    )
+
     def __init__(
         self,
         spawner: Spawner,
@@ -120,9 +138,9 @@ class TaskContext:
         self.attempt = attempt
         self.phase = phase
         #: In finalize: the outcome of each child (id, task_type, status, result, error).
-        self.children: list[dict[str, Any]] = list(children or [])
+        self.children: list[dict[str, Any]] = [] if children is None else list(children)
         self.cancelled = CancelSignal()
-        self.progress = ProgressReporter(self)
+        self._progress: ProgressReporter | None = None
         self.state: Mapping[Any, Any] = state
         self._loop = loop
         self._loop_thread = threading.get_ident()
@@ -130,6 +148,14 @@ class TaskContext:
         #: How many children this run spawned (counted by the scheduler).
         self.spawned = 0
         self._progress_sink = progress_sink
+
+    @property
+    def progress(self) -> ProgressReporter:
+        """``ctx.progress.report(0.5, "halfway")``."""
+        reporter = self._progress
+        if reporter is None:
+            reporter = self._progress = ProgressReporter(self)
+        return reporter
 
     @property
     def task_id(self) -> int:

@@ -67,6 +67,8 @@ class BoundExecutor:
             return target
         if callable(target) and not hasattr(target, "execute"):
             fn = target
+            if inspect.iscoroutinefunction(fn):
+                return cls(execute=fn)  # called as it is: no wrapper per run
 
             async def execute(payload: Any, ctx: TaskContext) -> Any:
                 return await _call_maybe_async(fn, payload, ctx)
@@ -74,9 +76,14 @@ class BoundExecutor:
             return cls(execute=execute)
         if hasattr(target, "execute"):
             obj = target
+            execute_m: Callable[[Any, TaskContext], Awaitable[Any]]
 
-            async def execute_m(payload: Any, ctx: TaskContext) -> Any:
-                return await _call_maybe_async(obj.execute, payload, ctx)
+            if inspect.iscoroutinefunction(obj.execute):
+                execute_m = obj.execute
+            else:
+
+                async def execute_m(payload: Any, ctx: TaskContext) -> Any:
+                    return await _call_maybe_async(obj.execute, payload, ctx)
 
             fin = None
             if hasattr(obj, "finalize"):

@@ -339,6 +339,8 @@ class EventBus:
 
     def _candidates(self, rec: TaskRecord) -> list[Subscription]:
         """Subscriptions that may want an event of this task (their filter decides)."""
+        if not (self._by_task or self._by_type or self._by_domain):
+            return list(self._broad.values())
         found: dict[int, Subscription] = dict(self._broad)
         for slot in (
             self._by_task.get(rec.id),

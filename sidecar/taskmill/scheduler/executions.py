@@ -39,6 +39,26 @@ __all__ = ["Execution", "Executions", "RemoteExecutors"]
 log = logging.getLogger(__name__)
 
 
+class _NoDeadline:
+    """``async with`` that does nothing: most types have no attempt timeout."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def expired(self) -> bool:
+        return False
+
+
+_NO_DEADLINE = _NoDeadline()
+
+# Immutable defaults shared by every execution (built once, not per run).
+_NO_PROGRESS = Progress()
+_DEFAULT_POLICY = RetryPolicy()
+
+
 class RemoteExecutors(Protocol):
     """Executors that live outside this process (remote workers)."""
 
@@ -62,8 +82,8 @@ class Execution:
     started_mono: float
     phase: Phase = "execute"
     task: asyncio.Task[None] | None = None
-    progress: Progress = field(default_factory=Progress)
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    progress: Progress = _NO_PROGRESS
+    policy: RetryPolicy = _DEFAULT_POLICY
     #: What execute returned, for a parent's finalize.
     memo: Any = None
     #: When progress was last reported (epoch ms), for extrapolation.
@@ -240,7 +260,7 @@ class Executions:
         """
         rec = ex.record
         finish: Finish | None = None
-        deadline = asyncio.timeout(ex.timeout_ms / 1000 if ex.timeout_ms else None)
+        deadline = asyncio.timeout(ex.timeout_ms / 1000) if ex.timeout_ms else _NO_DEADLINE
         try:
             async with deadline:
                 if ex.executor is None:

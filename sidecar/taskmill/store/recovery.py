@@ -72,12 +72,13 @@ def prune_history(
     removed = 0
     cutoff: int | None = None
     if max_count is not None:
-        row = conn.execute(
-            "SELECT history_id FROM history ORDER BY history_id DESC LIMIT 1 OFFSET ?",
-            (max_count,),
-        ).fetchone()
-        if row is not None:
-            cutoff = row[0]
+        # History ids only grow, so the newest max_count rows are those above
+        # MAX - max_count: an index probe, where an OFFSET walked max_count
+        # rows at every prune. (A dead letter retried leaves a gap: then a few
+        # less are kept.)
+        top = conn.execute("SELECT MAX(history_id) FROM history").fetchone()[0]
+        if top is not None and top - max_count > 0:
+            cutoff = top - max_count
             conn.execute("DELETE FROM history_tags WHERE history_id <= ?", (cutoff,))
             removed += conn.execute("DELETE FROM history WHERE history_id <= ?", (cutoff,)).rowcount
     if max_age_ms is not None:
