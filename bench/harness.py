@@ -49,6 +49,10 @@ class Measurement:
     vs_huey: str | None = None  # name of the Huey row to compare with
     vs_floor: str | None = None  # name of the floor row to compare with
     note: str = ""
+    #: Huey rows one of which is its best configuration for this row (threads,
+    #: durability): the "vs Huey best" column compares with whichever measured
+    #: best in this run.
+    vs_huey_best: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,14 @@ class Report:
             return None
         return ours / theirs if result.measurement.higher_is_better else theirs / ours
 
+    def best(self, names: Sequence[str]) -> str | None:
+        """The name of the best row among ``names`` in this run (None if none ran)."""
+        done = [r for r in (self.find(n) for n in names) if r is not None and r.ok]
+        if not done:
+            return None
+        pick = max if done[0].measurement.higher_is_better else min
+        return pick(done, key=lambda r: r.median).measurement.name
+
     # -- output
 
     def header(self) -> str:
@@ -256,7 +268,14 @@ class Report:
         )
 
     def table(self) -> str:
-        head = ("measurement", "median", "spread (min..max)", "vs Huey", "vs floor")
+        head = (
+            "measurement",
+            "median",
+            "spread (min..max)",
+            "vs Huey",
+            "vs Huey best",
+            "vs floor",
+        )
         rows: list[tuple[str, ...] | str] = []
         group: str | None = None
         for r in self.results:
@@ -280,13 +299,14 @@ class Report:
         m = r.measurement
         name = m.name + ("" if m.higher_is_better else "  (lower is better)")
         if not r.ok:
-            return (name, "ERROR", (r.error or "no samples")[:40], "", "")
+            return (name, "ERROR", (r.error or "no samples")[:40], "", "", "")
         spread = f"{fmt_value(r.min)}..{fmt_value(r.max)} ({r.spread_pct:.0f}%)"
         return (
             name,
             f"{fmt_value(r.median)} {m.unit}",
             spread,
             _fmt_ratio(self.ratio(r, m.vs_huey)),
+            _fmt_ratio(self.ratio(r, self.best(m.vs_huey_best))),
             _fmt_ratio(self.ratio(r, m.vs_floor)),
         )
 
@@ -322,6 +342,7 @@ class Report:
                     "spread_pct": r.spread_pct if r.ok else None,
                     "samples": r.samples,
                     "vs_huey": ref(r, r.measurement.vs_huey),
+                    "vs_huey_best": ref(r, self.best(r.measurement.vs_huey_best)),
                     "vs_floor": ref(r, r.measurement.vs_floor),
                     "note": r.measurement.note,
                     "error": r.error,

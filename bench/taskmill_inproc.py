@@ -21,6 +21,7 @@ from taskmill import Domain, Scheduler, SchedulerConfig, Submission
 GROUP = "taskmill in-process"
 
 SUBMIT_SEQ = "taskmill submit, sequential"
+SUBMIT_SEQ_FULL = "taskmill submit, sequential, synchronous=FULL"
 SUBMIT_8 = "taskmill submit, 8 concurrent submitters"
 SUBMIT_BATCH = "taskmill submit_batch, 1000 per batch"
 E2E = "taskmill end-to-end no-op, max_concurrency {}"
@@ -53,10 +54,10 @@ async def _open(path: Path, domain: Domain, **config: Any) -> Scheduler:
     return sched
 
 
-def submit_sequential(cfg: Config, n: int) -> float:
+def submit_sequential(cfg: Config, n: int, synchronous: str = "NORMAL") -> float:
     async def run() -> float:
         with cfg.fresh_db("tm-submit") as path:
-            sched = await _open(path, _domain(), max_concurrency=0)
+            sched = await _open(path, _domain(), max_concurrency=0, synchronous=synchronous)
             try:
                 t0 = time.perf_counter()
                 for i in range(n):
@@ -310,10 +311,21 @@ def cases(cfg: Config) -> Sequence[Case]:
                 "tasks/s",
                 True,
                 GROUP,
-                vs_huey=huey_peer.ENQUEUE_DEFAULT,
+                vs_huey=huey_peer.ENQUEUE_NORMAL,  # equal durability
                 vs_floor=floor.INSERT_COMMIT,
             ),
             lambda: submit_sequential(cfg, n),
+        ),
+        Case.single(
+            Measurement(
+                SUBMIT_SEQ_FULL,
+                "tasks/s",
+                True,
+                GROUP,
+                vs_huey=huey_peer.ENQUEUE_DEFAULT,  # equal durability
+                vs_floor=floor.INSERT_COMMIT_FULL,
+            ),
+            lambda: submit_sequential(cfg, n // 4, synchronous="FULL"),
         ),
         Case.single(
             Measurement(
@@ -321,7 +333,7 @@ def cases(cfg: Config) -> Sequence[Case]:
                 "tasks/s",
                 True,
                 GROUP,
-                vs_huey=huey_peer.ENQUEUE_DEFAULT,
+                vs_huey=huey_peer.ENQUEUE_NORMAL,  # equal durability
                 vs_floor=floor.INSERT_COMMIT,
             ),
             lambda: submit_concurrent(cfg, n),
@@ -331,7 +343,9 @@ def cases(cfg: Config) -> Sequence[Case]:
             lambda: submit_batches(cfg, max(n, 5000)),
         ),
     ]
-    for conc, huey_row in ((1, huey_peer.E2E_1), (8, huey_peer.E2E_8), (64, huey_peer.E2E_8)):
+    single, any_threads = huey_peer.E2E_BEST_SINGLE, huey_peer.E2E_BEST_ANY
+    e2e_rows = ((1, huey_peer.E2E_1, single), (8, huey_peer.E2E_8, any_threads))
+    for conc, huey_row, huey_best in (*e2e_rows, (64, huey_peer.E2E_8, any_threads)):
         out.append(
             Case.single(
                 Measurement(
@@ -341,6 +355,7 @@ def cases(cfg: Config) -> Sequence[Case]:
                     GROUP,
                     vs_huey=huey_row,
                     vs_floor=floor.CLAIM_COMPLETE,
+                    vs_huey_best=huey_best,
                 ),
                 lambda conc=conc: end_to_end(cfg, n, conc),  # type: ignore[misc]
             )

@@ -93,13 +93,16 @@ class Gate:
             budget = self.type_budget[cand.task_type] = self.worker_slots(cand.task_type)
         if budget is not None and budget <= 0:
             return self._deny("no_worker")
-        expected = IoBudget(
-            disk_read=cand.expected_read,
-            disk_write=cand.expected_write,
-            net_rx=cand.expected_net_rx,
-            net_tx=cand.expected_net_tx,
-        )
-        disk_heavy = bool(expected.disk_read or expected.disk_write)
+        disk_heavy = bool(cand.expected_read or cand.expected_write)
+        if disk_heavy or cand.expected_net_rx or cand.expected_net_tx:
+            expected = IoBudget(
+                disk_read=cand.expected_read,
+                disk_write=cand.expected_write,
+                net_rx=cand.expected_net_rx,
+                net_tx=cand.expected_net_tx,
+            )
+        else:
+            expected = _NO_IO  # most tasks declare no IO: no budget to build or add
         if self.throttle is not None and self.throttle.is_throttled(cand.priority, self.pressure):
             return self._deny("pressure")
         if self.resources is not None:
@@ -142,7 +145,8 @@ class Gate:
                 return self._deny("rate_limited", max(due, Admission.STOP + 1))
         if budget is not None:
             self.type_budget[cand.task_type] = budget - 1
-        self.io_total = self.io_total + expected
+        if expected is not _NO_IO:
+            self.io_total = self.io_total + expected
         self.io_count += 1
         if disk_heavy:
             self.io_starts += 1
@@ -150,6 +154,9 @@ class Gate:
         self.running_by_type[cand.task_type] = self.running_by_type.get(cand.task_type, 0) + 1
         self.running_by_group[group] = self.running_by_group.get(group, 0) + 1
         return Admission.ADMIT
+
+
+_NO_IO = IoBudget()
 
 
 @dataclass(slots=True, kw_only=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -288,6 +288,9 @@ class EventBus:
         self._by_type: dict[str, dict[int, Subscription]] = {}
         self._by_domain: dict[str, dict[int, Subscription]] = {}
         self._broad: dict[int, Subscription] = {}
+        #: How many subscriptions want each kind (None: those that want all):
+        #: an event of a kind no one wants ends at one lookup.
+        self._kinds: Counter[str | None] = Counter()
 
     def _slots(self, flt: EventFilter) -> list[dict[int, Subscription]]:
         """The index entries a filter lives in."""
@@ -315,6 +318,7 @@ class EventBus:
         self._subs[sub.id] = sub
         for slot in self._slots(sub.filter):
             slot[sub.id] = sub
+        self._kinds.update((None,) if sub.filter.kinds is None else sub.filter.kinds)
         return sub
 
     @property
@@ -325,6 +329,10 @@ class EventBus:
         if self._subs.pop(sub.id, None) is None:
             return
         flt = sub.filter
+        for kind in (None,) if flt.kinds is None else flt.kinds:
+            self._kinds[kind] -= 1
+            if self._kinds[kind] <= 0:
+                del self._kinds[kind]
         if flt.task_ids is not None:
             for t in flt.task_ids:
                 _unindex(self._by_task, t, sub.id)
@@ -358,8 +366,8 @@ class EventBus:
     def emit(self, kind: str, rec: TaskRecord | None = None, /, **fields: Any) -> Event | None:
         """Emit an event; task events take the record their header is built from."""
         self._seq += 1
-        if not self._subs:
-            return None
+        if kind not in self._kinds and None not in self._kinds:
+            return None  # no subscription wants this kind (or there is none)
         if rec is not None:
             targets = [
                 s

@@ -142,6 +142,8 @@ def encode_result(result: Any) -> str:
             surrogate, an object JSON cannot hold, an integer out of range).
         PayloadTooLarge: over 256 KiB encoded.
     """
+    if result is None:
+        return "null"  # most executors return nothing
     text = _encode(result, "result", "the result")
     size = len(text) if text.isascii() else len(text.encode())
     if size > MAX_RESULT_BYTES:

@@ -61,6 +61,21 @@ def test_filters_combine() -> None:
         EventFilter.of(kinds=["nope"])
 
 
+
+def test_kinds_no_one_wants_end_early_and_follow_unsubscribes() -> None:
+    bus = EventBus(lambda: 0)
+    done = bus.subscribe(EventFilter.of(kinds=["completed"]))
+    nothing = bus.subscribe(EventFilter.of(kinds=[]))
+    assert bus.emit("dispatched", rec(1)) is None  # nobody wants it: not even built
+    assert bus.emit("completed", rec(1)) is not None
+    everything = bus.subscribe()
+    assert bus.emit("dispatched", rec(2)) is not None
+    everything.close()
+    done.close()
+    assert bus.emit("completed", rec(3)) is None
+    assert bus.seq == 4  # every event took a seq
+    assert [e.task_id for e in iter(everything.get_nowait, None)] == [2]
+    assert list(iter(nothing.get_nowait, None)) == []
 def test_overflow_becomes_one_lagged_at_the_gap() -> None:
     bus = EventBus(lambda: 0)
     sub = bus.subscribe(maxsize=4)
