@@ -382,6 +382,9 @@ class TypeRegistry:
         return d
 
     def get(self, task_type: str, field_name: str = "task_type") -> TaskType:
+        found = self.find(task_type)  # a declared type's name is valid: no checks
+        if found is not None:
+            return found
         domain, name = split_task_type(task_type, field_name)
         d = self.domains.get(domain)
         tt = None if d is None else d.types.get(name)

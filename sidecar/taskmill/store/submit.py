@@ -11,6 +11,7 @@ from ..errors import InvalidParams
 from ..model import Outcome, Status, TaskRecord
 from .cascade import _cancel_children
 from .rows import Effects, NewTask, SubmitEffect, record_from_new, record_from_row
+from .schema import key_hash
 from .tables import _active, _delete_active, _insert_tags, _Pauses, _to_history
 
 __all__ = ["submit"]
@@ -78,26 +79,51 @@ INSERT INTO tasks (
     task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
     fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
     expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure, depends_on,
-    recurring_interval_ms, recurring_max, recurring_due_at, pause_reasons, paused_at, tags
+    recurring_interval_ms, recurring_max, recurring_due_at, pause_reasons, paused_at, tags,
+    key_hash
 ) VALUES (
     :task_type, :domain, :key, :label, :priority, :status, :delayed, :payload, :group_key,
     :parent_id, :fail_fast, :max_retries, :retry_policy, :now, :run_after, :er, :ew, :erx, :etx,
     :ttl_ms, :ttl_from, :expires_at, :on_dep_failure, :depends_on, :rec_interval, :rec_max,
-    :rec_due, :pause_reasons, :paused_at, :tags
-) ON CONFLICT (task_type, key) DO NOTHING RETURNING id
+    :rec_due, :pause_reasons, :paused_at, :tags, :key_hash
+) RETURNING id
 """
 
 
 _BULK_MIN = 8
 
 _INSERT_ROW = """
-INSERT OR IGNORE INTO tasks (
+INSERT INTO tasks (
     task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
     fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
     expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure,
-    pause_reasons, paused_at, tags
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    pause_reasons, paused_at, tags, key_hash
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+#: Keys looked up at once by _taken (one parameter each, far below SQLite's 32,766).
+_LOOKUP_CHUNK = 500
+
+
+def _taken(
+    conn: sqlite3.Connection, items: Sequence[NewTask], run: list[int], hashes: list[int]
+) -> set[int]:
+    """The items of ``run`` whose key an active task holds."""
+    wanted: dict[int, list[int]] = {}
+    for i, h in zip(run, hashes, strict=True):
+        wanted.setdefault(h, []).append(i)
+    taken: set[int] = set()
+    keys = list(wanted)
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        part = keys[start : start + _LOOKUP_CHUNK]
+        marks = ",".join("?" * len(part))
+        for h, task_type, key in conn.execute(
+            f"SELECT key_hash, task_type, key FROM tasks WHERE key_hash IN ({marks})", part
+        ):
+            for i in wanted.get(h, ()):
+                if items[i].task_type == task_type and items[i].key == key:
+                    taken.add(i)
+    return taken
 
 
 def _insert_run(
@@ -110,21 +136,24 @@ def _insert_run(
 ) -> None:
     """Insert plain tasks (no dependencies, no supersede) in one statement.
 
-    Rows whose key is taken are skipped by the insert. With AUTOINCREMENT and
-    the single writer inside this transaction, the new ids are consecutive
-    after the current sequence: when every row went in, that is the whole
-    answer; otherwise each item is looked up and the taken ones go through the
-    one-by-one dedup path.
+    The keys are looked up first (by hash, a few queries for the run); the
+    free ones are inserted together (with AUTOINCREMENT and the single writer
+    inside this transaction, their ids are consecutive after the current
+    sequence), then the taken ones go through the one-by-one dedup path.
     """
+    hashes = [key_hash(items[i].task_type, items[i].key) for i in run]
+    taken = _taken(conn, items, run, hashes)
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tasks'").fetchone()
     first = (row[0] if row else 0) + 1
-    rows = []
-    statuses = []
-    for i in run:
+    rows: list[tuple[Any, ...]] = []
+    ours: list[tuple[int, int, Status]] = []
+    for i, h in zip(run, hashes, strict=True):
+        if i in taken:
+            continue
         item = items[i]
         reasons = pauses.reasons(item)
         status = Status.PAUSED if reasons else Status.PENDING
-        statuses.append(status)
+        ours.append((first + len(rows), i, status))
         io = item.expected_io
         rows.append(
             (
@@ -154,25 +183,16 @@ def _insert_run(
                 reasons,
                 now if reasons else None,
                 item.tags_json,
+                h,
             )
         )
-    inserted = conn.executemany(_INSERT_ROW, rows).rowcount
-    if inserted != len(run):
-        # Some keys were taken: sort out which, the slow way.
-        ours = []
-        for i, status in zip(run, statuses, strict=True):
-            got = conn.execute(
-                "SELECT id FROM tasks WHERE task_type = ? AND key = ? AND id >= ?",
-                (items[i].task_type, items[i].key, first),
-            ).fetchone()
-            if got is None:
-                effects[i] = _submit_one(conn, items[i], now, pauses)
-            else:
-                ours.append((got[0], i, status))
+    if rows:
+        # One writer, AUTOINCREMENT: the new ids follow the sequence, in order.
+        conn.executemany(_INSERT_ROW, rows)
         _record_run(conn, items, ours, now, effects)
-        return
-    ids = range(first, first + len(run))
-    _record_run(conn, items, list(zip(ids, run, statuses, strict=True)), now, effects)
+    for i in run:
+        if i in taken:  # the one-by-one dedup path, after the new ones as before
+            effects[i] = _submit_one(conn, items[i], now, pauses)
 
 
 def _record_run(
@@ -228,6 +248,7 @@ def _task_params(item: NewTask, now: int, status: Status, reasons: int) -> dict[
         "pause_reasons": reasons,
         "paused_at": now if reasons else None,
         "tags": item.tags_json,
+        "key_hash": key_hash(item.task_type, item.key),
     }
 
 
@@ -276,19 +297,16 @@ def _creates_cycle(conn: sqlite3.Connection, task_id: int, deps: Iterable[int]) 
     return row is not None
 
 
-def _insert_new(
-    conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses
-) -> TaskRecord | None:
-    """Insert a task; None when its key is taken (nothing written)."""
+def _insert_new(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses) -> TaskRecord:
+    """Insert a task whose key is free."""
     waiting = _resolve_dependencies(conn, item) if item.depends_on else []
     status = Status.BLOCKED if waiting else Status.PENDING
     reasons = pauses.reasons(item) if status is Status.PENDING else 0
     if reasons:
         status = Status.PAUSED
-    row = conn.execute(_INSERT_TASK, _task_params(item, now, status, reasons)).fetchone()
-    if row is None:
-        return None
-    task_id: int = row[0]
+    task_id: int = conn.execute(_INSERT_TASK, _task_params(item, now, status, reasons)).fetchone()[
+        0
+    ]
     _insert_tags(conn, task_id, item.tags)
     if item.recurring_interval_ms is not None:
         conn.execute("UPDATE tasks SET schedule_id = id WHERE id = ?", (task_id,))
@@ -302,22 +320,17 @@ def _insert_new(
 
 def _by_key(conn: sqlite3.Connection, item: NewTask) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM tasks WHERE task_type = ? AND key = ?", (item.task_type, item.key)
+        "SELECT * FROM tasks WHERE key_hash = ? AND task_type = ? AND key = ?",
+        (key_hash(item.task_type, item.key), item.task_type, item.key),
     ).fetchone()
     return row
 
 
 def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses) -> SubmitEffect:
-    existing = None
-    if item.depends_on or item.on_duplicate == "supersede":
-        existing = _by_key(conn, item)
+    existing = _by_key(conn, item)
     if existing is None:
-        # The common case is one statement: insert unless the key is taken.
         rec = _insert_new(conn, item, now, pauses)
-        if rec is not None:
-            return SubmitEffect(outcome=Outcome.INSERTED, id=rec.id, record=rec)
-        existing = _by_key(conn, item)
-        assert existing is not None
+        return SubmitEffect(outcome=Outcome.INSERTED, id=rec.id, record=rec)
     old = record_from_row(existing)
     status = old.status
     if item.on_duplicate == "supersede":
@@ -350,7 +363,6 @@ def _supersede(
     cancelled = _cancel_children(conn, old.id, now, "superseded", cascade)
     _delete_active(conn, old.id)
     new = _insert_new(conn, item, now, pauses)
-    assert new is not None
     conn.execute("UPDATE task_deps SET depends_on_id = ? WHERE depends_on_id = ?", (new.id, old.id))
     waiting = [
         r[0]

@@ -17,7 +17,7 @@ _HISTORY_COLUMNS = (
     "parent_id, fail_fast, retry_count, max_retries, last_error, created_at, started_at, "
     "finished_at, duration_ms, run_after, ttl_ms, ttl_from, expires_at, expected_read, "
     "expected_write, expected_net_rx, expected_net_tx, actual_read, actual_write, "
-    "actual_net_rx, actual_net_tx, depends_on, tags, retry_policy, traceback"
+    "actual_net_rx, actual_net_tx, depends_on, tags, retry_policy, traceback, key_hash"
 )
 
 _MOVE_TO_HISTORY = f"""
@@ -29,7 +29,7 @@ SELECT id, task_type, domain, key, label, priority, :status, payload, :result,
                   ELSE MAX(0, COALESCE(:ended, :now) - COALESCE(:started, started_at)) END,
        run_after, ttl_ms, ttl_from, expires_at, expected_read, expected_write, expected_net_rx,
        expected_net_tx, :ar, :aw, :arx, :atx, depends_on, tags, retry_policy,
-       COALESCE(:traceback, traceback)
+       COALESCE(:traceback, traceback), key_hash
 FROM tasks WHERE id = :id
 """
 
@@ -184,7 +184,7 @@ SELECT t.id, task_type, domain, key, label, priority, 'completed', payload, v.co
        MAX(0, COALESCE(v.column4, ?1) - COALESCE(v.column3, started_at, ?1)),
        run_after, ttl_ms, ttl_from, expires_at, expected_read, expected_write,
        expected_net_rx, expected_net_tx, v.column5, v.column6, v.column7, v.column8,
-       depends_on, tags, retry_policy, traceback
+       depends_on, tags, retry_policy, traceback, key_hash
 FROM (VALUES {{rows}}) AS v JOIN tasks t ON t.id = v.column1
 RETURNING history_id, id
 """

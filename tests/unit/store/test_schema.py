@@ -11,7 +11,8 @@ import pytest
 from taskmill.errors import StorageError
 from taskmill.store import queries
 from taskmill.store.schema import SCHEMA_VERSION, open_connection, open_readonly
-from tests.unit.store.helpers import add
+from taskmill.model import Outcome
+from tests.unit.store.helpers import add, new_task, submit
 
 TABLES = {
     "tasks",
@@ -107,6 +108,10 @@ def test_an_older_database_is_migrated_forward_keeping_its_rows(db_path: str, ol
             7,
             None,
         )
+        # Its key is found again (schema 5 finds keys by their hash).
+        assert queries.lookup(conn, "d::old", "k")[0] == "active"
+        (eff,) = submit(conn, new_task("k", task_type="d::old"))
+        assert (eff.outcome, eff.id) == (Outcome.DUPLICATE, 1)
     finally:
         conn.close()
     open_readonly(db_path).close()  # current now

@@ -195,6 +195,26 @@ def test_a_bulk_batch_inserts_in_order_and_dedups_taken_keys(conn: sqlite3.Conne
     assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 10
 
 
+
+@pytest.mark.parametrize("batch", [1, 10], ids=["one-by-one", "bulk"])
+def test_keys_whose_hashes_collide_are_still_told_apart(
+    conn: sqlite3.Connection, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys are found by a 64-bit hash; make every key collide.
+    for module in (submit_mod, queries):
+        monkeypatch.setattr(module, "key_hash", lambda task_type, key: 42)
+    first = add(conn, "k0")
+    items = [new_task(f"k{i}") for i in range(batch)]
+    items += [new_task("k0", task_type="d::other")]  # same key, another type
+    effs = submit(conn, *items)
+    assert effs[0].outcome is Outcome.DUPLICATE and effs[0].id == first
+    assert [e.outcome for e in effs[1:]] == [Outcome.INSERTED] * batch
+    assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == batch + 1
+    for i in range(batch):
+        where, rec = queries.lookup(conn, "d::work", f"k{i}")
+        assert where == "active" and rec is not None and rec.key == f"k{i}"
+    assert queries.lookup(conn, "d::work", "nope") == ("not_found", None)
+
 @pytest.mark.parametrize("batch", [1, 10], ids=["one-by-one", "bulk"])
 def test_delayed_and_paused_tasks_are_stored_as_such(conn: sqlite3.Connection, batch: int) -> None:
     pauses.pause_group(conn, "slow", NOW - 1, None)
