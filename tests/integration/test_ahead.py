@@ -146,3 +146,34 @@ async def test_shutdown_returns_the_window_without_counting_a_retry(db_path: str
         assert len(recs) == len(ids) - len(run.starts) + 1  # the one running came back too
     finally:
         await again.shutdown("hard")
+
+
+async def test_an_idle_scheduler_claims_a_few_inline_then_the_rest(
+    make_scheduler: MakeScheduler,
+) -> None:
+    from taskmill.scheduler.runloop import INLINE_CLAIM_MAX
+    from taskmill.store.store import Store
+
+    run = Gated()
+    sched = await make_scheduler(domain(run), max_concurrency=16)
+    inline_claims: list[int] = []
+    turn = Store.turn
+
+    async def spy(self: Store, *args: Any, **kw: Any) -> Any:
+        out = await turn(self, *args, **kw)
+        if kw.get("inline"):
+            inline_claims.append(len(out.claim.claimed))
+        return out
+
+    Store.turn = spy  # type: ignore[method-assign]
+    try:
+        await sched.pause()
+        await sched.submit_batch([Submission(task_type="t::w", payload=i) for i in range(12)])
+        run.open.clear()  # nothing finishes: no completion wakes the loop
+        await sched.resume()  # one wake; the inline turn asks for the next one itself
+        await until(lambda: len(run.starts) == 12)
+    finally:
+        Store.turn = turn  # type: ignore[method-assign]
+        run.open.set()
+    assert inline_claims and max(inline_claims) <= INLINE_CLAIM_MAX
+    assert sorted(run.starts) == list(range(12))

@@ -36,6 +36,10 @@ __all__ = ["RunLoop"]
 log = logging.getLogger(__name__)
 
 
+#: The most claims an idle scheduler's turn makes on the loop thread.
+INLINE_CLAIM_MAX = 4
+
+
 class RunLoop:
     """Turns, wake-ups, and the dispatch switches (paused, concurrency)."""
 
@@ -299,6 +303,14 @@ class RunLoop:
             interval = max(1, retention.prune_interval)
             if before == 0 or before // interval != self._completions // interval:
                 prune = (retention.max_count, retention.max_age_ms)
+        # An idle scheduler starting work claims a few tasks on the loop
+        # thread: the hop to the database thread and back was a third of its
+        # submit-to-start time. The next turn, busy, claims the rest on the
+        # thread, where its SQL overlaps with the executions.
+        inline = not finished and not executions.running and not releasing
+        capped = inline and limit > INLINE_CLAIM_MAX + self.urgent
+        if capped:
+            limit = INLINE_CLAIM_MAX + self.urgent
         plan = self.claim_plan(now, limit)[0] if limit else None
         try:
             turn = await self._store().turn(
@@ -307,6 +319,7 @@ class RunLoop:
                 plan=plan,
                 prune=prune,
                 release=[(c.record.id, c.dispatch_count) for c in releasing],
+                inline=inline,
             )
         except BaseException:
             # Nothing was written: keep the outcomes for the next turn.
@@ -316,6 +329,8 @@ class RunLoop:
         if limit:
             self.urgent = 0
         claim = turn.claim
+        if capped and len(claim.claimed) >= limit:
+            self.wake()  # more may be ready: the next turn, on the thread
         self.next_due = claim.next_due
         self._policy.counted(claim.ready_counts)
         self._metrics["gate_denials"] += claim.denied + claim.deferred

@@ -126,6 +126,7 @@ class Store:
         plan: ClaimPlan | None,
         prune: tuple[int | None, int | None] | None = None,
         release: Sequence[tuple[int, int]] = (),
+        inline: bool = False,
     ) -> Turn:
         """Record finished executions, apply retention (``(max_count,
         max_age_ms)``), put ``release`` (claimed, never started: ``(id,
@@ -134,7 +135,8 @@ class Store:
 
         It runs on the database thread, where its SQL overlaps with the
         executions on the loop (measured: inline turns halve throughput on two
-        cores without helping latency).
+        cores), unless ``inline`` (a small turn of an idle scheduler: the hop
+        is most of its submit-to-start latency) and the thread is idle.
         """
         eff = Effects()
 
@@ -150,7 +152,7 @@ class Store:
             )
             return Turn(results, result, eff, pruned)
 
-        return await self.engine.write(op, inline=False)
+        return await self.engine.write(op, inline=inline)
 
     async def resume_preempted(self, now: int, preempt_priority: int) -> tuple[list[int], bool]:
         """Preempted tasks with no urgent task ahead back to pending; and whether

@@ -61,7 +61,6 @@ def test_filters_combine() -> None:
         EventFilter.of(kinds=["nope"])
 
 
-
 def test_kinds_no_one_wants_end_early_and_follow_unsubscribes() -> None:
     bus = EventBus(lambda: 0)
     done = bus.subscribe(EventFilter.of(kinds=["completed"]))
@@ -76,6 +75,8 @@ def test_kinds_no_one_wants_end_early_and_follow_unsubscribes() -> None:
     assert bus.seq == 4  # every event took a seq
     assert [e.task_id for e in iter(everything.get_nowait, None)] == [2]
     assert list(iter(nothing.get_nowait, None)) == []
+
+
 def test_overflow_becomes_one_lagged_at_the_gap() -> None:
     bus = EventBus(lambda: 0)
     sub = bus.subscribe(maxsize=4)

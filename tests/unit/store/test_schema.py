@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from taskmill.errors import StorageError
+from taskmill.model import Outcome
 from taskmill.store import queries
 from taskmill.store.schema import SCHEMA_VERSION, open_connection, open_readonly
-from taskmill.model import Outcome
 from tests.unit.store.helpers import add, new_task, submit
 
 TABLES = {

@@ -195,7 +195,6 @@ def test_a_bulk_batch_inserts_in_order_and_dedups_taken_keys(conn: sqlite3.Conne
     assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 10
 
 
-
 @pytest.mark.parametrize("batch", [1, 10], ids=["one-by-one", "bulk"])
 def test_keys_whose_hashes_collide_are_still_told_apart(
     conn: sqlite3.Connection, batch: int, monkeypatch: pytest.MonkeyPatch
@@ -214,6 +213,7 @@ def test_keys_whose_hashes_collide_are_still_told_apart(
         where, rec = queries.lookup(conn, "d::work", f"k{i}")
         assert where == "active" and rec is not None and rec.key == f"k{i}"
     assert queries.lookup(conn, "d::work", "nope") == ("not_found", None)
+
 
 @pytest.mark.parametrize("batch", [1, 10], ids=["one-by-one", "bulk"])
 def test_delayed_and_paused_tasks_are_stored_as_such(conn: sqlite3.Connection, batch: int) -> None:
