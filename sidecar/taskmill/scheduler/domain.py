@@ -38,10 +38,20 @@ ExecuteFn = Callable[[Any, "TaskContext"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _is_async(fn: Any) -> bool:
+    """A coroutine function, or an object whose ``__call__`` is one (such an
+    object called on a thread made a coroutine there, left un-awaited when the
+    run was cancelled meanwhile)."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 (its kind, not whether)
+    return not inspect.isroutine(fn) and inspect.iscoroutinefunction(call)
+
+
 async def _call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
     """Await ``fn(*args)`` if it is a coroutine function, else run it in a thread
     (the scheduler's executor threads, see :mod:`taskmill.scheduler.threads`)."""
-    if inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
         return await fn(*args)
     result = await run_sync(fn, *args)
     if inspect.isawaitable(result):
@@ -67,7 +77,7 @@ class BoundExecutor:
             return target
         if callable(target) and not hasattr(target, "execute"):
             fn = target
-            if inspect.iscoroutinefunction(fn):
+            if _is_async(fn):
                 return cls(execute=fn)  # called as it is: no wrapper per run
 
             async def execute(payload: Any, ctx: TaskContext) -> Any:
@@ -78,7 +88,7 @@ class BoundExecutor:
             obj = target
             execute_m: Callable[[Any, TaskContext], Awaitable[Any]]
 
-            if inspect.iscoroutinefunction(obj.execute):
+            if _is_async(obj.execute):
                 execute_m = obj.execute
             else:
 

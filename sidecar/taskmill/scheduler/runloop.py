@@ -307,7 +307,9 @@ class RunLoop:
         # thread: the hop to the database thread and back was a third of its
         # submit-to-start time. The next turn, busy, claims the rest on the
         # thread, where its SQL overlaps with the executions.
-        inline = not finished and not executions.running and not releasing
+        # (Not with weighted fairness: a capped claim would split the slots
+        # by the weights twice.)
+        inline = not (finished or executions.running or releasing or self._policy.fair)
         capped = inline and limit > INLINE_CLAIM_MAX + self.urgent
         if capped:
             limit = INLINE_CLAIM_MAX + self.urgent
