@@ -55,6 +55,8 @@ class DiskPressure:
     learned: the largest smoothed read+write rate seen so far, but never less
     than ``min_capacity_bps`` (default 100 MB/s, a slow disk), so one burst on
     an idle machine does not read as full pressure. An idle disk is always 0.
+    With ``others_only`` the bytes of this process (``disk_own_bps``) do not
+    count: its own IO is paced by the latency target instead.
 
     Raises:
         ValueError: for a non-positive capacity.
@@ -68,12 +70,14 @@ class DiskPressure:
         *,
         min_capacity_bps: float = DEFAULT_MIN_CAPACITY_BPS,
         name: str = "disk",
+        others_only: bool = False,
     ) -> None:
         if capacity_bps is not None and not capacity_bps > 0:
             raise ValueError(f"capacity_bps must be positive, got {capacity_bps}")
         if not min_capacity_bps > 0:
             raise ValueError(f"min_capacity_bps must be positive, got {min_capacity_bps}")
         self.name = name
+        self.others_only = others_only
         self.fixed = capacity_bps is not None
         self._capacity = float(capacity_bps) if capacity_bps is not None else min_capacity_bps
 
@@ -84,6 +88,8 @@ class DiskPressure:
 
     def pressure(self, resources: ResourceSnapshot) -> float:
         total = max(0.0, resources.disk_read_bps) + max(0.0, resources.disk_write_bps)
+        if self.others_only:
+            total = max(0.0, total - resources.disk_own_bps)
         if not self.fixed and total > self._capacity:
             self._capacity = total
         return clamp01(total / self._capacity)

@@ -10,8 +10,12 @@ each field with :func:`ewma` and publishes an immutable snapshot that any
 thread can read with :meth:`ResourceMonitor.latest`. Tests drive it
 synchronously with :meth:`ResourceMonitor.tick` instead of starting the thread.
 
-All I/O in this package happens in :meth:`PsutilSampler.sample`; everything
-else is pure.
+:class:`DiskLatencySampler` feeds the latency target (:mod:`.latency`): the
+devices' average request latency over an interval, and how many bytes other
+processes moved (everyone's minus this process's own).
+
+The reading in this package happens in the samplers' ``sample`` methods;
+everything else is pure.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from .latency import DiskSample
+
 __all__ = [
     "BatteryState",
+    "DiskLatencySampler",
     "FakeSampler",
     "PsutilSampler",
     "ResourceMonitor",
@@ -43,7 +50,7 @@ logger = logging.getLogger(__name__)
 #: instead of decaying forever towards a tiny positive number.
 IDLE_FLOOR_BPS = 1.0
 
-_RATE_FIELDS = ("disk_read_bps", "disk_write_bps", "net_rx_bps", "net_tx_bps")
+_RATE_FIELDS = ("disk_read_bps", "disk_write_bps", "net_rx_bps", "net_tx_bps", "disk_own_bps")
 _FRACTION_FIELDS = ("cpu", "memory")
 
 
@@ -78,6 +85,8 @@ class ResourceSnapshot:
     net_tx_bps: float = 0.0
     #: ``None`` when there is no battery or the platform cannot tell.
     battery: BatteryState | None = None
+    #: Of the disk bytes/s (read + write), those of this process (0: unknown).
+    disk_own_bps: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form (protocol section 7, ``resources``); ``battery`` is null when unknown."""
@@ -89,6 +98,7 @@ class ResourceSnapshot:
             "net_tx_bps": self.net_tx_bps,
             "memory": self.memory,
             "battery": None if self.battery is None else self.battery.to_dict(),
+            "disk_own_bps": self.disk_own_bps,
         }
 
 
@@ -178,6 +188,7 @@ class _Counters(NamedTuple):
     disk_write: int | None
     net_rx: int | None
     net_tx: int | None
+    disk_own: int | None = None
 
 
 def _is_loopback(nic: str) -> bool:
@@ -203,6 +214,8 @@ class PsutilSampler:
     ``time.monotonic`` time, so the first sample reports 0 rates. Counters that
     are missing (``None`` in some containers) or raise count as 0. Network
     traffic on loopback interfaces is excluded (it includes our own IPC).
+    ``disk_own_bps`` is this process's share (``Process.io_counters``; 0 where
+    the platform has none).
 
     The battery comes from ``sensors_battery``; when that is missing, returns
     ``None`` or raises, the battery is unknown. A battery whose plug state
@@ -229,6 +242,7 @@ class PsutilSampler:
         self._ps: Any = ps
         self._clock = clock
         self._battery = battery and hasattr(ps, "sensors_battery")
+        self._process: Any = None
         self._prev: _Counters | None = None
         # cpu_percent(interval=None) compares with the previous call; the first
         # call returns a meaningless 0.0, so prime it here.
@@ -245,6 +259,7 @@ class PsutilSampler:
                 "disk_write_bps": _rate(prev.disk_write, cur.disk_write, dt),
                 "net_rx_bps": _rate(prev.net_rx, cur.net_rx, dt),
                 "net_tx_bps": _rate(prev.net_tx, cur.net_tx, dt),
+                "disk_own_bps": _rate(prev.disk_own, cur.disk_own, dt),
             }
         cpu = self._call(lambda: self._ps.cpu_percent(interval=None), "cpu_percent")
         mem = self._call(lambda: self._ps.virtual_memory().percent, "virtual_memory")
@@ -265,13 +280,20 @@ class PsutilSampler:
             counters = [c for name, c in nics.items() if not _is_loopback(name)]
             net_rx = sum(int(c.bytes_recv) for c in counters)
             net_tx = sum(int(c.bytes_sent) for c in counters)
+        own = self._call(lambda: self._own_process().io_counters(), "io_counters")
         return _Counters(
             at=at,
             disk_read=None if disk is None else int(disk.read_bytes),
             disk_write=None if disk is None else int(disk.write_bytes),
             net_rx=net_rx,
             net_tx=net_tx,
+            disk_own=None if own is None else int(own.read_bytes) + int(own.write_bytes),
         )
+
+    def _own_process(self) -> Any:
+        if self._process is None:
+            self._process = self._ps.Process()
+        return self._process
 
     def _read_battery(self) -> BatteryState | None:
         if not self._battery:
@@ -294,6 +316,98 @@ class PsutilSampler:
         except Exception:
             logger.debug("psutil %s failed", what, exc_info=True)
             return None
+
+
+class _DiskCounters(NamedTuple):
+    at: float
+    ops: int
+    busy_ms: int
+    system_bytes: int
+    own_bytes: int
+
+
+class DiskLatencySampler:
+    """The devices' average request latency and who moved the bytes, from psutil.
+
+    Latency is the growth of ``read_time + write_time`` over the growth of
+    ``read_count + write_count`` (``disk_io_counters``, all disks): the
+    average time a request spent queued and served. Others' bytes are the
+    devices' bytes minus this process's (``Process.io_counters``; where the
+    platform has none, macOS, the bytes ``own_bytes`` counts, say the pacer's).
+    The first call returns None (rates need two readings), so does a call
+    whose disk counters are unavailable.
+
+    Args:
+        ps: The ``psutil`` module, or a stand-in with the same functions (tests).
+        clock: Monotonic seconds.
+        own_bytes: This process's bytes so far, when psutil cannot tell.
+    """
+
+    def __init__(
+        self,
+        *,
+        ps: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        own_bytes: Callable[[], int] | None = None,
+    ) -> None:
+        if ps is None:
+            import psutil
+
+            ps = psutil
+        self._ps: Any = ps
+        self._clock = clock
+        self._own_fallback = own_bytes
+        self._process: Any = None
+        self._process_counters = True
+        self._prev: _DiskCounters | None = None
+
+    def sample(self) -> DiskSample | None:
+        cur = self._read()
+        prev, self._prev = self._prev, cur
+        if cur is None or prev is None:
+            return None
+        dt = cur.at - prev.at
+        if dt <= 0:
+            return None
+        ops = cur.ops - prev.ops
+        busy = cur.busy_ms - prev.busy_ms
+        return DiskSample(
+            at=cur.at,
+            interval_s=dt,
+            latency_ms=busy / ops if ops > 0 and busy >= 0 else None,
+            system_bps=max(0, cur.system_bytes - prev.system_bytes) / dt,
+            own_bps=max(0, cur.own_bytes - prev.own_bytes) / dt,
+        )
+
+    def _read(self) -> _DiskCounters | None:
+        at = self._clock()
+        try:
+            disk = self._ps.disk_io_counters(perdisk=False)
+        except Exception:
+            logger.debug("disk_io_counters failed", exc_info=True)
+            return None
+        if disk is None:
+            return None
+        return _DiskCounters(
+            at=at,
+            ops=int(disk.read_count) + int(disk.write_count),
+            busy_ms=int(disk.read_time) + int(disk.write_time),
+            system_bytes=int(disk.read_bytes) + int(disk.write_bytes),
+            own_bytes=self._own(),
+        )
+
+    def _own(self) -> int:
+        if self._process_counters:
+            try:
+                if self._process is None:
+                    self._process = self._ps.Process()
+                own = self._process.io_counters()
+                return int(own.read_bytes) + int(own.write_bytes)
+            except Exception:
+                # Not on this platform (macOS) or not allowed: never ask again.
+                logger.debug("Process.io_counters failed; counting own bytes", exc_info=True)
+                self._process_counters = False
+        return self._own_fallback() if self._own_fallback is not None else 0
 
 
 # --------------------------------------------------------------------------- monitor

@@ -6,7 +6,18 @@ import importlib
 
 import taskmill.resource as resource
 
-MODULES = ("sampler", "pressure", "throttle", "io_gate", "extrapolate")
+MODULES = (
+    "sampler",
+    "pressure",
+    "throttle",
+    "io_gate",
+    "extrapolate",
+    "pacer",
+    "latency",
+    "steering",
+    "writeback",
+    "ioprio",
+)
 
 
 def test_all_matches_modules() -> None:

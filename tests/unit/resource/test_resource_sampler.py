@@ -89,6 +89,7 @@ def test_snapshot_to_dict() -> None:
         "net_tx_bps": 4.0,
         "memory": 0.5,
         "battery": {"percent": 80.0, "plugged": True},
+        "disk_own_bps": 0.0,
     }
     assert ResourceSnapshot().to_dict()["battery"] is None
 
