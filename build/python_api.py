@@ -44,7 +44,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     (
         "Inside an executor",
         "What an executor receives and may raise.",
-        ["TaskContext", "CancelSignal", "Progress", "TaskError", "TaskCancelled"],
+        ["TaskContext", "TaskIo", "CancelSignal", "Progress", "TaskError", "TaskCancelled"],
     ),
     (
         "Submissions and records",

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         SchedulerConfig,
         Subscription,
         TaskContext,
+        TaskIo,
         TaskType,
     )
 
@@ -87,6 +88,7 @@ __all__ = [
     "TaskContext",
     "TaskError",
     "TaskFilter",
+    "TaskIo",
     "TaskRecord",
     "TaskType",
     "TaskmillError",
@@ -126,6 +128,7 @@ _WHERE = {
     "TaskContext": ".scheduler",
     "TaskError": ".errors",
     "TaskFilter": ".filters",
+    "TaskIo": ".scheduler",
     "TaskRecord": ".model",
     "TaskType": ".scheduler",
     "TaskmillError": ".errors",

@@ -177,6 +177,13 @@ _SCHEDULER: dict[str, Check[Any]] = {
     "bandwidth_limit_bps": _positive,
     "default_priority": parse_priority,
     "synchronous": _synchronous,
+    "io_latency_target_ms": checks.number(0, words=_TOML),
+    "io_sample_interval_ms": _int(1),
+    "io_rate_floor_bps": _positive,
+    "io_rate_limit_bps": _positive,
+    "io_chunk_bytes": _int(1),
+    "io_writeback_bytes": _int(0),
+    "io_background_priority": _bool,
 }
 
 _AGING: dict[str, Check[Any]] = {

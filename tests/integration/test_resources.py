@@ -193,7 +193,10 @@ async def test_real_psutil_sampler_sees_real_writes_and_gates(tmp_path: Path, db
     d = Domain("r")
     d.register("writer", writer, expected_io=IoBudget(disk_write=1 << 20))
     d.register("big", big, expected_io=IoBudget(disk_write=10**13))
-    cfg = SchedulerConfig(resource_monitoring=True, sample_interval_ms=100, max_concurrency=4)
+    # No latency target: under one the disk budget is the pacer's (test_io_pacing.py).
+    cfg = SchedulerConfig(
+        resource_monitoring=True, sample_interval_ms=100, max_concurrency=4, io_latency_target_ms=0
+    )
     sched = Scheduler(db_path, domains=[d], config=cfg)
     await sched.start()
     try:

@@ -8,7 +8,8 @@ Any client can exercise the scheduler with these without writing Python.
 - ``demo::fail {times, retryable?: true, message?}``: fails while attempt <=
   ``times`` (``-1``: always), then completes with ``{"attempts": n}``.
 - ``demo::io {read_bytes, write_bytes}``: really writes then reads that many
-  bytes in a temp file (fsynced) and records the IO.
+  bytes in a temp file (fsynced) through ``ctx.io`` (paced, see
+  :mod:`taskmill.scheduler.taskio`) and records the IO.
 - ``demo::fanout {children, child_ms, fail_index?}``: spawns ``children``
   ``demo::sleep`` children (the one at ``fail_index`` is a ``demo::fail`` that
   always fails); finalize returns ``{"children": n}``.
@@ -78,34 +79,33 @@ def _io(payload: Any, ctx: TaskContext) -> Any:
     read_bytes = _int(p, "read_bytes", 0, 0, _MAX_IO_BYTES)
     write_bytes = _int(p, "write_bytes", 0, 0, _MAX_IO_BYTES)
     chunk = b"\0" * (1 << 20)
-    size = max(read_bytes, write_bytes)
     total = write_bytes + read_bytes or 1
     done = 0
     fd, path = tempfile.mkstemp(prefix="taskmill-demo-io-")
     try:
         with os.fdopen(fd, "wb") as f:
-            left = size
+            while done < write_bytes:
+                n = min(write_bytes - done, len(chunk))
+                ctx.io.write_sync(f, chunk[:n])
+                done += n
+                ctx.progress.report_fraction(done, total, "writing")
+            # Bytes to read back beyond those written: paced, not counted as written.
+            left = read_bytes - write_bytes
             while left > 0:
                 ctx.check_cancelled()
                 n = min(left, len(chunk))
+                ctx.io.pacer.pace_sync(write=n)
                 f.write(chunk[:n])
                 left -= n
-                if done < write_bytes:
-                    wrote = min(n, write_bytes - done)
-                    ctx.record_write_bytes(wrote)
-                    done += wrote
-                ctx.progress.report_fraction(done, total, "writing")
             f.flush()
             os.fsync(f.fileno())
         read = 0
         with open(path, "rb") as f:
             while read < read_bytes:
-                ctx.check_cancelled()
-                data = f.read(min(len(chunk), read_bytes - read))
+                data = ctx.io.read_sync(f, min(len(chunk), read_bytes - read))
                 if not data:
                     break
                 read += len(data)
-                ctx.record_read_bytes(len(data))
                 ctx.progress.report_fraction(write_bytes + read, total, "reading")
     finally:
         os.unlink(path)

@@ -9,6 +9,10 @@ so ``..``, absolute paths elsewhere and symlinks pointing out are refused.
 - ``fs::scan {root, pattern?: "*", hash?: false}`` -> ``{files, bytes}``; with
   ``hash`` it spawns one ``fs::hash`` child per file and finalize returns the
   digests.
+
+Every byte ``hash`` and ``copy`` read or write goes through ``ctx.io`` (the
+scheduler's pacer, steered by the latency target, and a bounded dirty
+backlog), so they never make the user's own disk use wait.
 """
 
 from __future__ import annotations
@@ -83,11 +87,9 @@ def fs_domain(roots: Sequence[str | os.PathLike[str]]) -> Domain:
         size = path.stat().st_size
         done = 0
         with path.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                ctx.check_cancelled()
+            while chunk := ctx.io.read_sync(f, _CHUNK):
                 h.update(chunk)
                 done += len(chunk)
-                ctx.record_read_bytes(len(chunk))
                 ctx.progress.report_fraction(done, size)
         return {"digest": h.hexdigest(), "size": done, "algorithm": algorithm, "path": str(path)}
 
@@ -109,12 +111,9 @@ def fs_domain(roots: Sequence[str | os.PathLike[str]]) -> Domain:
         done = 0
         try:
             with src.open("rb") as fin, tmp.open("wb") as fout:
-                while chunk := fin.read(_CHUNK):
-                    ctx.check_cancelled()
-                    fout.write(chunk)
+                while chunk := ctx.io.read_sync(fin, _CHUNK):
+                    ctx.io.write_sync(fout, chunk)
                     done += len(chunk)
-                    ctx.record_read_bytes(len(chunk))
-                    ctx.record_write_bytes(len(chunk))
                     ctx.progress.report_fraction(done, size)
                 fout.flush()
                 os.fsync(fout.fileno())

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .core import Scheduler
     from .domain import Domain, TaskType
     from .events import Event, Subscription
+    from .taskio import TaskIo
 
 __all__ = [
     "CancelSignal",
@@ -27,6 +28,7 @@ __all__ = [
     "SchedulerConfig",
     "Subscription",
     "TaskContext",
+    "TaskIo",
     "TaskType",
 ]
 
@@ -40,6 +42,7 @@ _WHERE = {
     "SchedulerConfig": ".config",
     "Subscription": ".events",
     "TaskContext": ".context",
+    "TaskIo": ".taskio",
     "TaskType": ".domain",
 }
 

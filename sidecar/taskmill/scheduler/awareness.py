@@ -6,11 +6,16 @@ host-set external values), the throttle policy, and the recent durations per
 task type used to extrapolate progress. The gate reads a consistent view of
 all this once per claim; the ``pressure`` event is emitted when the aggregate
 moves by more than 0.05, at most once a second.
+
+It also owns the IO pacer that executors' own IO goes through (``ctx.io``)
+and, with monitoring on and a latency target set, the steering thread that
+sets the pacer's rate (:class:`~taskmill.resource.IoSteering`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +25,12 @@ from ..model import Progress
 from ..resource import (
     BatteryPressure,
     CompositePressure,
+    DiskLatencySampler,
     DiskPressure,
     DurationStats,
+    IoPacer,
+    IoSteering,
+    LatencyTarget,
     MemoryPressure,
     NetworkPressure,
     PsutilSampler,
@@ -31,6 +40,9 @@ from ..resource import (
     ThrottlePolicy,
     estimate_progress,
 )
+from ..resource.latency import Steering
+from .config import IoSettings
+from .taskio import IoPacing
 
 __all__ = ["Awareness", "ResourceView"]
 
@@ -47,6 +59,7 @@ class ResourceView:
     pressure: float
     throttle: ThrottlePolicy
     #: The smoothed resources, or None when monitoring is off (no IO gate).
+    #: Under a latency target the disk rates read 0 (no disk budget).
     resources: ResourceSnapshot | None
     #: Disk-heavy tasks started since the last sample (for pacing under pressure).
     io_starts_since_sample: int = 0
@@ -68,6 +81,7 @@ class Awareness:
         now_ms: Callable[[], int],
         emit: Callable[..., Any],
         wake: Callable[[], None],
+        io: IoSettings | None = None,
     ) -> None:
         self.throttle = throttle
         self._now_ms = now_ms
@@ -82,6 +96,25 @@ class Awareness:
         self._last_event_ms = 0
         #: Disk-heavy tasks started since the last sample was taken.
         self.io_starts_since_sample = 0
+        settings = io if io is not None else IoSettings()
+        limit = settings.rate_limit_bps
+        #: The pacer executors' IO goes through (``ctx.io``), and how.
+        self.io = IoPacing(IoPacer(read_bps=limit, write_bps=limit), settings)
+        #: Steers the pacer to the latency target: with real monitoring only
+        #: (a sampler handed in is a test's or an embedder's, and so is the disk).
+        self.steering: IoSteering | None = None
+        if monitoring and sampler is None and settings.latency_target_ms > 0:
+            pacer = self.io.pacer
+            self.steering = IoSteering(
+                pacer,
+                LatencyTarget(
+                    target_ms=settings.latency_target_ms,
+                    floor_bps=min(settings.rate_floor_bps, limit or settings.rate_floor_bps),
+                    ceiling_bps=limit,
+                    interval_s=settings.sample_interval_ms / 1000,
+                ),
+                DiskLatencySampler(own_bytes=lambda: _paced_bytes(pacer)),
+            )
         if monitoring or sampler is not None or bandwidth_limit_bps is not None:
             self.monitor = ResourceMonitor(
                 sampler or PsutilSampler(),
@@ -89,7 +122,9 @@ class Awareness:
                 alpha=alpha,
                 on_sample=self._sampled_on_thread,
             )
-            self.pressure.add(DiskPressure())
+            # Under a latency target our own IO is paced byte by byte: disk
+            # pressure (which holds whole tasks back) is other processes' only.
+            self.pressure.add(DiskPressure(others_only=self.steering is not None))
             self.pressure.add(MemoryPressure(threshold=memory_threshold))
             self.pressure.add(BatteryPressure())
             if bandwidth_limit_bps is not None:
@@ -101,10 +136,14 @@ class Awareness:
         self._loop = asyncio.get_running_loop()
         if self.monitor is not None:
             self.monitor.start()
+        if self.steering is not None:
+            self.steering.start()
 
     def stop(self) -> None:
         if self.monitor is not None:
             self.monitor.stop()
+        if self.steering is not None:
+            self.steering.stop()
 
     # -- reading ---------------------------------------------------------------
 
@@ -116,10 +155,16 @@ class Awareness:
 
     def view(self) -> ResourceView:
         resources = self.resources()
+        gated = resources
+        if self.steering is not None:
+            # Under the latency target the pacer rations our bytes: a disk
+            # budget would only hold whole tasks back against our own
+            # throughput (the net budget still applies).
+            gated = dataclasses.replace(resources, disk_read_bps=0.0, disk_write_bps=0.0)
         return ResourceView(
             pressure=self.pressure.pressure(resources),
             throttle=self.throttle,
-            resources=resources if self.monitor is not None else None,
+            resources=gated if self.monitor is not None else None,
             io_starts_since_sample=self.io_starts_since_sample,
         )
 
@@ -131,7 +176,24 @@ class Awareness:
             "pressure_breakdown": [{"source": n, "value": round(v, 4)} for n, v in breakdown],
             "resources": resources.to_dict(),
             "monitoring": self.monitor is not None,
+            "io_pacing": self.io_pacing_fields(),
         }
+
+    def io_pacing_fields(self) -> dict[str, Any]:
+        """The snapshot's ``io_pacing`` (protocol section 7)."""
+        pacer = self.io.pacer
+        totals = pacer.totals()
+        if self.steering is not None:
+            fields = self.steering.state.to_dict(self.steering.target)
+        else:
+            rate = pacer.write_bps
+            fields = Steering(rate_bps=rate, reason="off").to_dict(None)
+        fields.update(
+            read_bytes=totals.read_bytes,
+            write_bytes=totals.write_bytes,
+            waited_s=round(totals.waited_s, 3),
+        )
+        return fields
 
     # -- changes ---------------------------------------------------------------
 
@@ -195,3 +257,8 @@ class Awareness:
         return estimate_progress(
             now, started_at, self.durations.average(task_type), reported, reported_at, message
         )
+
+
+def _paced_bytes(pacer: IoPacer) -> int:
+    totals = pacer.totals()
+    return totals.read_bytes + totals.write_bytes

@@ -11,7 +11,9 @@ from ..model import Priority, RetryPolicy
 from ..resource import ThrottlePolicy
 from .aging import AgingConfig
 
-__all__ = ["Retention", "SchedulerConfig"]
+__all__ = ["IoSettings", "Retention", "SchedulerConfig"]
+
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,6 +27,26 @@ class Retention:
     max_count: int | None = 10_000
     max_age_ms: int | None = None
     prune_interval: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IoSettings:
+    """How executors' own IO is paced (the ``io_*`` fields of :class:`SchedulerConfig`)."""
+
+    #: Average disk latency (ms) to keep under while others use the disk; 0: no target.
+    latency_target_ms: float = 0.0
+    #: How often the disks are sampled for the target.
+    sample_interval_ms: int = 100
+    #: The least bytes/s background IO gets under the target.
+    rate_floor_bps: float = 2 * MIB
+    #: The most bytes/s it ever gets (None: unlimited); with no target, a fixed rate.
+    rate_limit_bps: float | None = None
+    #: Bytes ``ctx.io`` reads or writes per call to the OS (and per wait).
+    chunk_bytes: int = 64 * 1024
+    #: Bytes written to a file between two writeback steps (0: no bound).
+    writeback_bytes: int = MIB
+    #: Lower the OS IO priority of background-priority tasks' executor threads.
+    background_priority: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +103,26 @@ class SchedulerConfig:
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy.default)
     #: How often extrapolated progress is published for tasks that report none.
     progress_extrapolation_ms: int = 1000
+    #: Average disk latency (ms) that executors' paced IO (``ctx.io``, the
+    #: built-in ``fs`` and ``demo`` tasks) keeps under while other processes use
+    #: the disk; with no one else on the disk it runs at full speed. Needs
+    #: resource monitoring; 0 turns the target off.
+    io_latency_target_ms: float = 0.3
+    #: How often the disks are sampled for the latency target.
+    io_sample_interval_ms: int = 100
+    #: The least bytes/s paced IO gets under the latency target (a lower
+    #: ``io_rate_limit_bps`` lowers it).
+    io_rate_floor_bps: float = 2 * MIB
+    #: The most bytes/s paced IO ever gets (None: unlimited); with no target, a fixed rate.
+    io_rate_limit_bps: float | None = None
+    #: Bytes ``ctx.io`` moves per call to the OS (and per wait for the pacer).
+    io_chunk_bytes: int = 64 * 1024
+    #: Bytes ``ctx.io`` writes to a file between two writeback steps, so the
+    #: kernel never holds a large flush (0: no bound).
+    io_writeback_bytes: int = MIB
+    #: Lower the OS IO priority of background-priority tasks' executor threads
+    #: (best-effort; see :mod:`taskmill.resource.ioprio`).
+    io_background_priority: bool = True
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 0:
@@ -97,6 +139,41 @@ class SchedulerConfig:
             raise InvalidParams("default_group_weight must be > 0", field="default_group_weight")
         if self.synchronous.upper() not in ("NORMAL", "FULL", "EXTRA", "OFF"):
             raise InvalidParams("synchronous must be NORMAL or FULL", field="synchronous")
+        self._check_io()
+
+    def _check_io(self) -> None:
+        def positive(name: str, value: float) -> None:
+            if isinstance(value, bool) or not value > 0:
+                raise InvalidParams(f"{name} must be > 0, got {value!r}", field=name)
+
+        if not self.io_latency_target_ms >= 0:
+            raise InvalidParams(
+                f"io_latency_target_ms must be >= 0, got {self.io_latency_target_ms!r}",
+                field="io_latency_target_ms",
+            )
+        positive("io_sample_interval_ms", self.io_sample_interval_ms)
+        positive("io_rate_floor_bps", self.io_rate_floor_bps)
+        if self.io_rate_limit_bps is not None:
+            positive("io_rate_limit_bps", self.io_rate_limit_bps)
+        positive("io_chunk_bytes", self.io_chunk_bytes)
+        if self.io_writeback_bytes < 0:
+            raise InvalidParams(
+                f"io_writeback_bytes must be >= 0, got {self.io_writeback_bytes!r}",
+                field="io_writeback_bytes",
+            )
+
+    @property
+    def io(self) -> IoSettings:
+        """The ``io_*`` fields, together."""
+        return IoSettings(
+            latency_target_ms=self.io_latency_target_ms,
+            sample_interval_ms=self.io_sample_interval_ms,
+            rate_floor_bps=self.io_rate_floor_bps,
+            rate_limit_bps=self.io_rate_limit_bps,
+            chunk_bytes=self.io_chunk_bytes,
+            writeback_bytes=self.io_writeback_bytes,
+            background_priority=self.io_background_priority,
+        )
 
     def evolve(self, **changes: Any) -> SchedulerConfig:
         return dataclasses.replace(self, **changes)

@@ -10,12 +10,16 @@ from typing import Any, Protocol
 
 from ..errors import TaskCancelled
 from ..model import IoBudget, JSONValue, Submission, SubmitResult, TaskRecord
+from .taskio import IoPacing, TaskIo, lowers_io
 
 __all__ = ["CancelSignal", "ProgressReporter", "Spawner", "TaskContext", "state_view"]
 
 
 class Spawner(Protocol):
-    """What a running task may submit through (the scheduler)."""
+    """What a running task reaches the scheduler through: submissions, the IO pacer."""
+
+    @property
+    def io_pacing(self) -> IoPacing: ...
 
     async def submit(
         self, task_type: str, payload: JSONValue = None, **options: Any
@@ -99,6 +103,7 @@ class TaskContext:
 
     Attributes:
         record: The task as claimed for this run.
+        io: Paced reads and writes (:class:`~taskmill.scheduler.taskio.TaskIo`).
         attempt: 1 for the first run, 2 for the first retry, and so on.
         cancelled: Set when the run must stop; see :meth:`check_cancelled`.
         progress: ``ctx.progress.report(0.5, "halfway")``.
@@ -113,6 +118,7 @@ class TaskContext:
         "_progress",
         "_progress_sink",
         "_spawner",
+        "_task_io",
         "attempt",
         "cancelled",
         "children",
@@ -148,6 +154,7 @@ class TaskContext:
         #: How many children this run spawned (counted by the scheduler).
         self.spawned = 0
         self._progress_sink = progress_sink
+        self._task_io: TaskIo | None = None
 
     @property
     def progress(self) -> ProgressReporter:
@@ -156,6 +163,22 @@ class TaskContext:
         if reporter is None:
             reporter = self._progress = ProgressReporter(self)
         return reporter
+
+    @property
+    def io(self) -> TaskIo:
+        """Paced IO: ``await ctx.io.write(f, data)``, ``ctx.io.read_sync(f, n)``,
+        ``await ctx.io.pace(write=n)`` (see :mod:`taskmill.scheduler.taskio`)."""
+        task_io = self._task_io
+        if task_io is None:
+            task_io = self._task_io = TaskIo(self, self._spawner.io_pacing)
+        return task_io
+
+    @property
+    def background_io(self) -> bool:
+        """Whether this task's IO runs at the OS's background IO priority: its
+        priority is background or less urgent, and the scheduler's
+        ``io_background_priority`` is on. Plain ``def`` executors run so."""
+        return lowers_io(self.record.priority, self._spawner.io_pacing)
 
     @property
     def task_id(self) -> int:

@@ -103,6 +103,7 @@ class Scheduler(Control, Queries):
             alpha=cfg.ewma_alpha,
             bandwidth_limit_bps=cfg.bandwidth_limit_bps,
             memory_threshold=cfg.memory_threshold,
+            io=cfg.io,
             throttle=cfg.throttle,
             now_ms=self.clock.now_ms,
             emit=self.events.emit,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .executions import Executions
     from .reactions import Reactions
     from .runloop import RunLoop
+    from .taskio import IoPacing
 
 __all__ = ["SchedulerParts"]
 
@@ -52,6 +53,11 @@ class SchedulerParts:
     @property
     def store(self) -> Store:
         raise NotImplementedError
+
+    @property
+    def io_pacing(self) -> IoPacing:
+        """The pacer executors' IO goes through (``ctx.io``), and how."""
+        return self.awareness.io
 
     def wake(self) -> None:
         raise NotImplementedError

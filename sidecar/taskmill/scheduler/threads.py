@@ -12,6 +12,10 @@ until the thread returns: such a thread can neither push the scheduler past
 its limit nor leave a dispatched task waiting for a thread. Threads are
 daemons, started when none is idle (so there are as many as the
 concurrency admits) and ended after a minute of idleness.
+
+A plain-``def`` executor whose context says so (``ctx.background_io``: a
+task of background priority) runs at the OS's background IO priority
+(:func:`taskmill.resource.ioprio.background_io`), put back when it returns.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import queue
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from ..resource.ioprio import background_io
 
 __all__ = ["ExecutorThreads", "ThreadSlot", "bind", "run_sync"]
 
@@ -132,6 +138,9 @@ async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
     threads, slot = bound
     loop = asyncio.get_running_loop()
+    # An executor's last argument is its context (execute, finalize, on_cancel).
+    if args and getattr(args[-1], "background_io", False) is True:
+        fn = functools.partial(_in_background_io, fn)
     call = functools.partial(contextvars.copy_context().run, fn, *args)
     slot.busy += 1
     try:
@@ -148,6 +157,11 @@ async def run_sync(fn: Callable[..., Any], *args: Any) -> Any:
 
     fut.add_done_callback(done)
     return await asyncio.wrap_future(fut, loop=loop)
+
+
+def _in_background_io(fn: Callable[..., Any], *args: Any) -> Any:
+    with background_io():
+        return fn(*args)
 
 
 def _release(slot: ThreadSlot) -> None:
