@@ -295,6 +295,30 @@ export interface SnapshotResources {
   readonly net_tx_bps: number;
   readonly memory: number;
   readonly battery?: { readonly percent: number; readonly plugged: boolean } | null;
+  /** Of the disk bytes/s, this process's (sidecar addition). */
+  readonly disk_own_bps?: number;
+}
+
+/** Why background IO goes at the rate it does (`SnapshotIoPacing.reason`). */
+export type IoPacingReason = "alone" | "over_target" | "under_target" | "off" | "starting";
+
+/** The executors' IO pacer and the latency target steering it (sidecar addition). */
+export interface SnapshotIoPacing {
+  /** Bytes/s paced reads and writes may each go at; null: unlimited. */
+  readonly rate_bps: number | null;
+  readonly reason: IoPacingReason;
+  /** The disks' average request latency over the last sample (ms). */
+  readonly latency_ms: number | null;
+  /** The target (ms); null when there is none. */
+  readonly target_ms: number | null;
+  /** Bytes/s other processes moved when last listened for. */
+  readonly others_bps: number;
+  readonly own_bps: number;
+  readonly others_busy: boolean;
+  /** Bytes through the pacer since start, and seconds tasks waited for it. */
+  readonly read_bytes: number;
+  readonly write_bytes: number;
+  readonly waited_s: number;
 }
 
 export interface SnapshotDomain {
@@ -348,6 +372,8 @@ export interface Snapshot<Tasks = AnyTasks> {
   readonly monitoring?: boolean;
   readonly throttle?: readonly (readonly [number, number])[];
   readonly seq?: number;
+  /** Sidecar addition: the executors' IO pacer and the latency target. */
+  readonly io_pacing?: SnapshotIoPacing;
 }
 
 /** Result of `scheduler.metrics`. */

@@ -206,6 +206,18 @@ describe("dashboard", { skip, timeout: 180_000 }, () => {
     await page.waitForSelector(`${tid("pressure-source")}[data-source="ui"]`, { state: "detached" });
   });
 
+  it("shows the background IO pacer: its rate, the latency against the target, and why", async () => {
+    await page.waitForSelector(tid("io-reason"));
+    const pacing = (await snapshot()).io_pacing;
+    assert.ok(pacing, "the snapshot has io_pacing");
+    const reason = await page.locator(tid("io-reason")).getAttribute("data-reason");
+    assert.ok(["alone", "over_target", "under_target", "off", "starting"].includes(reason ?? ""), reason);
+    assert.ok((await page.locator(tid("io-rate")).textContent())?.length);
+    if (pacing.target_ms !== null) {
+      assert.match(await page.locator(tid("io-latency")).textContent(), new RegExp(`target ${pacing.target_ms} ms`));
+    }
+  });
+
   it("bumps a queued task's priority and cancels a running task", async () => {
     // Plenty of queued work: 20 more sleeps. Bump the newest queued task,
     // which is far from being dispatched (set_priority skips running tasks).

@@ -118,6 +118,7 @@ function render(state: TaskStoreState): void {
   const throttle = snap.throttle !== undefined && snap.throttle.length > 0 ? snap.throttle : view.DEFAULT_THROTTLE;
   view.renderPressure(state.pressure, state.pressureBreakdown, throttle);
   view.renderResources(snap.resources, snap.monitoring);
+  view.renderIoPacing(snap.io_pacing);
   view.renderRunning(state.running, now);
   view.renderQueue(state.queued, state.counts.queued);
   view.renderDomains(snap.domains);

@@ -8,7 +8,7 @@
  * main.ts handles their clicks with one delegated listener per table.
  */
 
-import type { ConnectionState, LiveTask, Metrics, PressureSource, SnapshotDomain, SnapshotGroup, SnapshotResources, TaskCounts } from "taskmill-bridge";
+import type { ConnectionState, LiveTask, Metrics, PressureSource, SnapshotDomain, SnapshotGroup, SnapshotIoPacing, SnapshotResources, TaskCounts } from "taskmill-bridge";
 
 import type { RecentItem } from "./model.js";
 
@@ -216,6 +216,33 @@ export function renderResources(resources: SnapshotResources | undefined, monito
     ["net rx/tx", `${fmtBytesPerSecond(resources.net_rx_bps)} / ${fmtBytesPerSecond(resources.net_tx_bps)}`],
   ];
   dl.replaceChildren(...rows.map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, value))));
+}
+
+const IO_REASONS: Readonly<Record<SnapshotIoPacing["reason"], string>> = {
+  alone: "no other program uses the disk: full speed",
+  over_target: "others use the disk and its latency is over the target: slowing down",
+  under_target: "others use the disk, latency under the target: speeding up",
+  off: "no latency target",
+  starting: "listening for other programs' disk use",
+};
+
+/** The executors' IO pacer: its rate, the disks' latency against the target, and why. */
+export function renderIoPacing(pacing: SnapshotIoPacing | undefined): void {
+  const dl = byId("io-pacing");
+  if (pacing === undefined) {
+    dl.replaceChildren(h("div", {}, h("dt", {}, "not reported by this sidecar")));
+    return;
+  }
+  const latency = pacing.latency_ms === null ? "–" : `${pacing.latency_ms.toFixed(2)} ms`;
+  const rows: [string, string, string][] = [
+    ["rate", pacing.rate_bps === null ? "unlimited" : fmtBytesPerSecond(pacing.rate_bps), "io-rate"],
+    ["latency", pacing.target_ms === null ? latency : `${latency} (target ${pacing.target_ms} ms)`, "io-latency"],
+    ["why", IO_REASONS[pacing.reason] ?? pacing.reason, "io-reason"],
+    ["others", pacing.others_busy ? `busy, ${fmtBytesPerSecond(pacing.others_bps)}` : "quiet", "io-others"],
+  ];
+  dl.replaceChildren(
+    ...rows.map(([name, value, testid]) => h("div", {}, h("dt", {}, name), h("dd", { "data-testid": testid, "data-reason": pacing.reason }, value))),
+  );
 }
 
 // ---------------------------------------------------------------------------
