@@ -12,7 +12,7 @@ from ..filters import TaskFilter
 from ..model import Status, TaskRecord
 from .queries import active_ids
 from .rows import PAUSE_DOMAIN, PAUSE_GROUP, CancelledTask, Effects, record_from_row
-from .tables import _IN_CHUNK, _active, _bulk_to_history, _paused_sets, _to_history
+from .tables import _IN_CHUNK, NOT_PENDING, _active, _bulk_to_history, _paused_sets, _to_history
 
 __all__ = [
     "cancel",
@@ -305,7 +305,10 @@ def cancel(
 def recheck_waiting(conn: sqlite3.Connection, now: int) -> list[int]:
     """Waiting parents whose children all finished (e.g. before a crash) become ready."""
     eff = Effects()
-    ids = [r[0] for r in conn.execute("SELECT id FROM tasks WHERE status = 'waiting'")]
+    ids = [
+        r[0]
+        for r in conn.execute("SELECT id FROM tasks WHERE status = 'waiting' AND " + NOT_PENDING)
+    ]
     settle_parents(conn, now, eff, dict.fromkeys(ids))
     return eff.parents_ready
 

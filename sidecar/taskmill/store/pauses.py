@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import NotFound
 from .rows import PAUSE_DOMAIN, PAUSE_GROUP, PAUSE_PREEMPTION
-from .tables import _active
+from .tables import NOT_PENDING, _active
 
 __all__ = [
     "clear_pause_bit",
@@ -36,14 +36,15 @@ def clear_pause_bit(
         for r in conn.execute(
             f"UPDATE tasks SET status = 'pending', pause_reasons = 0, delayed = 0, "
             f"pause_duration_ms = pause_duration_ms + (? - COALESCE(paused_at, ?)), "
-            f"paused_at = NULL WHERE status = 'paused' AND pause_reasons = ? AND ({where}) "
+            f"paused_at = NULL WHERE status = 'paused' AND {NOT_PENDING} AND pause_reasons = ? "
+            f"AND ({where}) "
             f"RETURNING id",
             (now, now, reason_bit, *params),
         )
     ]
     conn.execute(
         f"UPDATE tasks SET pause_reasons = pause_reasons & ~? "
-        f"WHERE status = 'paused' AND (pause_reasons & ?) != 0 AND ({where})",
+        f"WHERE status = 'paused' AND {NOT_PENDING} AND (pause_reasons & ?) != 0 AND ({where})",
         (reason_bit, reason_bit, *params),
     )
     # A delayed task resumed into the future stays delayed.
@@ -75,7 +76,8 @@ def _pause_queued(conn: sqlite3.Connection, bit: int, now: int, where: str, para
         (bit, now, *params),
     ).rowcount
     conn.execute(
-        f"UPDATE tasks SET pause_reasons = pause_reasons | ? WHERE status = 'paused' AND ({where})",
+        f"UPDATE tasks SET pause_reasons = pause_reasons | ? WHERE status = 'paused' "
+        f"AND {NOT_PENDING} AND ({where})",
         (bit, *params),
     )
     return paused
@@ -134,7 +136,8 @@ def resume_preempted(conn: sqlite3.Connection, now: int, preempt_priority: int) 
 def has_preempted(conn: sqlite3.Connection) -> bool:
     return (
         conn.execute(
-            "SELECT 1 FROM tasks WHERE status = 'paused' AND (pause_reasons & ?) != 0 LIMIT 1",
+            f"SELECT 1 FROM tasks WHERE status = 'paused' AND {NOT_PENDING} "
+            "AND (pause_reasons & ?) != 0 LIMIT 1",
             (PAUSE_PREEMPTION,),
         ).fetchone()
         is not None

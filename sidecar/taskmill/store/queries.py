@@ -11,7 +11,7 @@ from ..filters import TaskFilter
 from ..model import Status, TaskRecord
 from .rows import pause_reason_names, record_from_row
 from .schema import key_hash
-from .tables import _READY, _active
+from .tables import _READY, NOT_PENDING, _active
 
 __all__ = [
     "active_ids",
@@ -276,7 +276,7 @@ def status_counts(conn: sqlite3.Connection, domain: str | None = None) -> dict[s
 
 def pause_reason_counts(conn: sqlite3.Connection, domain: str | None = None) -> dict[str, int]:
     """How many paused tasks each pause reason holds (a task can have several)."""
-    sql = "SELECT pause_reasons, count(*) FROM tasks WHERE status = 'paused'"
+    sql = f"SELECT pause_reasons, count(*) FROM tasks WHERE status = 'paused' AND {NOT_PENDING}"
     params: tuple[Any, ...] = ()
     if domain is not None:
         sql += " AND domain = ?"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .cascade import recheck_waiting
 from .pauses import clear_pause_bit
 from .rows import PAUSE_DOMAIN, PAUSE_GLOBAL, PAUSE_GROUP, PAUSE_PREEMPTION
+from .tables import NOT_PENDING
 
 __all__ = ["Recovery", "prune_history", "recover", "requeue_running"]
 
@@ -24,7 +25,7 @@ def requeue_running(conn: sqlite3.Connection, now: int) -> int:
     count: int = conn.execute(
         "UPDATE tasks SET status = 'pending', started_at = NULL, delayed = "
         "CASE WHEN run_after IS NOT NULL AND run_after > ? THEN 1 ELSE 0 END "
-        "WHERE status = 'running'",
+        f"WHERE status = 'running' AND {NOT_PENDING}",
         (now,),
     ).rowcount
     return count
@@ -35,7 +36,7 @@ def recover(conn: sqlite3.Connection, now: int) -> Recovery:
     requeued = requeue_running(conn, now)
     conn.execute(
         "UPDATE tasks SET pause_duration_ms = pause_duration_ms + MAX(0, ? - paused_at), "
-        "paused_at = ? WHERE status = 'paused' AND paused_at IS NOT NULL",
+        f"paused_at = ? WHERE status = 'paused' AND {NOT_PENDING} AND paused_at IS NOT NULL",
         (now, now),
     )
     # Global pause and preemption live in memory only: after a restart they are over.
@@ -51,14 +52,14 @@ def recover(conn: sqlite3.Connection, now: int) -> Recovery:
         "(CASE WHEN group_key IN (SELECT group_key FROM paused_groups) THEN ? ELSE 0 END) | "
         "(CASE WHEN domain IN (SELECT domain FROM paused_domains) THEN ? ELSE 0 END), "
         "delayed = CASE WHEN run_after IS NOT NULL AND run_after > ? THEN 1 ELSE 0 END "
-        "WHERE status = 'blocked' AND NOT EXISTS "
+        f"WHERE status = 'blocked' AND {NOT_PENDING} AND NOT EXISTS "
         "(SELECT 1 FROM task_deps d WHERE d.task_id = tasks.id)",
         (PAUSE_GROUP, PAUSE_DOMAIN, PAUSE_GROUP, PAUSE_DOMAIN, now),
     )
     conn.execute(
         "UPDATE tasks SET status = CASE WHEN pause_reasons = 0 THEN 'pending' ELSE 'paused' END, "
         "paused_at = CASE WHEN pause_reasons = 0 THEN NULL ELSE ? END "
-        "WHERE status = 'blocked' AND NOT EXISTS "
+        f"WHERE status = 'blocked' AND {NOT_PENDING} AND NOT EXISTS "
         "(SELECT 1 FROM task_deps d WHERE d.task_id = tasks.id)",
         (now,),
     )

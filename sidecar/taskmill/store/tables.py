@@ -228,5 +228,11 @@ def _bulk_complete(
     return out
 
 
+#: Said beside ``status = 'paused'`` (or running, blocked, waiting) so that
+#: SQLite uses the tasks_other index, whose WHERE it is: the planner does not
+#: infer it from the equality, and scanned every queued row instead (1.7 s
+#: at start with 1,000,000 queued).
+NOT_PENDING = "status != 'pending'"
+
 #: Ready to run: pending and not delayed (what the ready indexes cover).
 _READY = "status = 'pending' AND delayed = 0"
