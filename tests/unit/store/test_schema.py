@@ -11,7 +11,7 @@ import pytest
 from taskmill.errors import StorageError
 from taskmill.model import Outcome
 from taskmill.store import queries
-from taskmill.store.schema import SCHEMA_VERSION, open_connection, open_readonly
+from taskmill.store.schema import SCHEMA_VERSION, key_hash, open_connection, open_readonly
 from tests.unit.store.helpers import add, new_task, submit
 
 TABLES = {
@@ -55,12 +55,15 @@ def _build_old(path: str, upto: int) -> None:
         if e.name.endswith(".sql")
     )
     raw = sqlite3.connect(path, isolation_level=None)
+    raw.create_function("taskmill_key_hash", 2, key_hash)  # migration 5 backfills with it
     body = "".join(script for number, script in scripts if number <= upto)
     raw.executescript(f"BEGIN; {body}; PRAGMA user_version = {upto}; COMMIT;")
     raw.execute(
         "INSERT INTO tasks (task_type, domain, key, label, priority, status, max_retries, "
         "created_at) VALUES ('d::old', 'd', 'k', 'k', 7, 'pending', 3, 1)"
     )
+    if upto >= 5:  # as the taskmill of that schema wrote its rows
+        raw.execute("UPDATE tasks SET key_hash = taskmill_key_hash(task_type, key)")
     raw.close()
 
 
