@@ -18,16 +18,22 @@ others are busy) it pauses the pacer, lets our IO in flight settle
 what this process moved: other processes' IO, nothing else. Heard once, the
 disk is busy; quiet ``quiet_listens`` times in a row, it is ours.
 
-- **Busy**: AIMD on the latency of each ``interval_s`` sample. Above the
-  target the rate is cut by ``decrease``, or by ``target / latency`` when that
-  cuts deeper (down to ``deepest`` of itself; at most once per
-  ``cooldown_s``, so a cut is seen before the next). At or under it, the rate
-  climbs back toward the rate it was cut from (``recover`` of the way per
-  sample), then beyond it by ``increase`` of itself per second (times
-  ``target / latency``, up to 4, far under the target), unless our own
-  IO does not use half of it (no growth for an allowance nobody uses). Never
-  below ``floor_bps``. A busy spell starts from the last rate that met the
-  target, else from what we were doing (at least ``start_bps``).
+- **Busy**: AIMD on the latency, smoothed over the ``interval_s`` samples
+  (an EWMA, ``smoothing`` the weight of a new one): a fixed rate just under
+  the knee protects the foreground's tail better than a sawtooth over it, so
+  the steps near the target are small. Over the target the rate is cut by
+  ``decrease``, or by ``target / latency`` when that cuts deeper (latency
+  grows with the queue we keep, so the cut aims at the target in one step;
+  down to ``deepest`` of the rate); at most once per ``cooldown_s``, so a cut
+  is seen before the next. A single sample over ``spike`` times the target
+  (someone else's burst, or a busy spell that just began) counts at once,
+  without waiting for the smoothed latency. Under the target, the rate climbs
+  back toward the rate it was cut from (``recover`` of the way per sample),
+  then beyond it by ``increase`` of itself per second (times ``target /
+  latency``, up to 4, far under the target), unless our own IO does not use
+  half of it (no growth for an allowance nobody uses). Never below
+  ``floor_bps``. A busy spell starts from the last rate that met the target,
+  else from ``start_bps`` (or what we were doing, when that was less).
 - **Ours alone**: the limit is lifted (``ceiling_bps``; None: full speed).
 """
 
@@ -66,13 +72,18 @@ class LatencyTarget:
     floor_bps: float = 2 * MIB
     #: The highest rate; None: unlimited (full speed when alone).
     ceiling_bps: float | None = None
-    #: Factor applied on a cut (0 < decrease < 1), and the deepest one.
-    decrease: float = 0.5
+    #: Weight of a new latency sample in the smoothed latency (0 < w <= 1).
+    smoothing: float = 0.3
+    #: Factor applied on a cut (0 < decrease < 1).
+    decrease: float = 0.85
+    #: A sample this many times over the target cuts by target / latency, down
+    #: to ``deepest`` of the rate.
+    spike: float = 2.0
     deepest: float = 0.25
     #: Share of the way back to the rate before the last cut, per sample.
     recover: float = 0.3
     #: Growth per second past that rate, as a fraction of the rate.
-    increase: float = 0.5
+    increase: float = 0.3
     #: Seconds between two latency samples.
     interval_s: float = 0.1
     #: Least time between two cuts.
@@ -85,8 +96,8 @@ class LatencyTarget:
     listen_s: float = 0.04
     #: Others' bytes/s, while we listen, above which the disk is busy.
     others_bps: float = 512 * 1024
-    #: Where a busy spell starts when no rate met the target yet, unless we
-    #: were already going faster.
+    #: Where a busy spell starts when no rate met the target yet (or what we
+    #: were doing, when that was less).
     start_bps: float = 32 * MIB
     #: Quiet listens in a row before the disk counts as ours again.
     quiet_listens: int = 2
@@ -103,6 +114,10 @@ class LatencyTarget:
         for name in ("decrease", "deepest", "recover"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} must be within (0, 1), got {getattr(self, name)}")
+        if not 0 < self.smoothing <= 1:
+            raise ValueError(f"smoothing must be within (0, 1], got {self.smoothing}")
+        if not self.spike >= 1:
+            raise ValueError(f"spike must be >= 1, got {self.spike}")
         if self.quiet_listens < 1:
             raise ValueError(f"quiet_listens must be >= 1, got {self.quiet_listens}")
 
@@ -142,6 +157,8 @@ class Steering:
     at: float | None = None
     #: The last latency sample (ms), our bytes/s then, others' at the last listen.
     latency_ms: float | None = None
+    #: The latency smoothed over the samples of this busy spell.
+    smoothed_ms: float | None = None
     own_bps: float = 0.0
     others_bps: float = 0.0
     #: Whether someone else uses the disk.
@@ -225,28 +242,44 @@ def _heard(state: Steering, sample: DiskSample, target: LatencyTarget) -> Steeri
         # from what we were doing.
         start = state.safe_bps
         if start is None:
-            start = max(state.own_bps, target.start_bps)
+            start = min(state.own_bps, target.start_bps) or target.start_bps
         return dataclasses.replace(
-            out, rate_bps=_clamp(start, target), reason="under_target", cut_at=None
+            out,
+            rate_bps=_clamp(start, target),
+            reason="under_target",
+            cut_at=None,
+            smoothed_ms=None,
         )
     return out
 
 
 def _aimd(state: Steering, sample: DiskSample, target: LatencyTarget) -> Steering:
     rate = state.rate_bps if state.rate_bps is not None else _clamp(sample.own_bps, target)
-    latency = sample.latency_ms
-    if latency is not None and latency > target.target_ms:
+    raw = sample.latency_ms
+    smoothed = state.smoothed_ms
+    if raw is not None:
+        smoothed = raw if smoothed is None else smoothed + target.smoothing * (raw - smoothed)
+        state = dataclasses.replace(state, smoothed_ms=smoothed)
+    spike = raw is not None and raw > target.spike * target.target_ms
+    if spike or (smoothed is not None and smoothed > target.target_ms):
         if state.cut_at is not None and sample.at - state.cut_at < target.cooldown_s:
             return dataclasses.replace(state, rate_bps=rate, reason="over_target")
-        # At least by ``decrease``; by more when far over (latency grows
-        # with the queue we keep: the cut aims at the target in one step).
-        factor = max(target.deepest, min(target.decrease, target.target_ms / latency))
+        # By ``decrease``, or by as much as the latency is over the target
+        # (down to ``deepest``): latency grows with the queue we keep, so
+        # such a cut aims at the target in one step. What the excess left in
+        # the smoothed latency must not cut again: smoothing starts afresh.
+        over = raw if spike and raw is not None else smoothed
+        factor = target.decrease
+        if over is not None and target.target_ms / over < factor:
+            factor = max(target.deepest, target.target_ms / over)
+            smoothed = None
         return dataclasses.replace(
             state,
             rate_bps=_clamp(rate * factor, target),
             reason="over_target",
             cut_at=sample.at,
             peak_bps=rate,
+            smoothed_ms=smoothed,
         )
     grown = rate
     if sample.own_bps >= 0.5 * rate:  # we use the allowance: it may grow
@@ -256,7 +289,7 @@ def _aimd(state: Steering, sample: DiskSample, target: LatencyTarget) -> Steerin
         else:
             # Faster the further under the target (up to 4x): below the knee
             # latency hardly moves, so creeping would waste the disk.
-            room = 4.0 if not latency else min(4.0, max(1.0, target.target_ms / latency))
+            room = 4.0 if not smoothed else min(4.0, max(1.0, target.target_ms / smoothed))
             grown = rate * (1.0 + target.increase * room * sample.interval_s)
         grown = _clamp(grown, target)
     return dataclasses.replace(state, rate_bps=grown, reason="under_target", safe_bps=rate)

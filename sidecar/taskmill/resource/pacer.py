@@ -71,6 +71,10 @@ class ByteBucket:
             self._credit = min(float(self.burst), self._credit + add)
             self._at = now
 
+    def skip(self, now: float) -> None:
+        """Let the time since the last refill pass without refilling (a pause)."""
+        self._at = max(self._at, now)
+
     def set_rate(self, rate: float | None, now: float) -> None:
         """Change the rate from ``now`` on (what refilled before counts at the old one)."""
         checked = _check_rate(rate)
@@ -181,10 +185,21 @@ class IoPacer:
 
     def pause(self) -> None:
         """Hold every caller until :meth:`resume` (bytes already going still go)."""
-        self._paused = True
+        with self._lock:
+            if not self._paused:
+                now = self._clock()
+                self._read.available(now)  # refilled up to the pause
+                self._write.available(now)
+                self._paused = True
 
     def resume(self) -> None:
-        self._paused = False
+        """Let callers go again; the paused time adds no allowance (no burst after)."""
+        with self._lock:
+            if self._paused:
+                now = self._clock()
+                self._read.skip(now)
+                self._write.skip(now)
+                self._paused = False
 
     def totals(self) -> PacerTotals:
         with self._lock:

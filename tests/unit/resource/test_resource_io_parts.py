@@ -132,7 +132,7 @@ def test_steering_applies_rates_and_pauses_to_the_pacer() -> None:
         DiskSample(at=1.06, interval_s=0.04, latency_ms=1.0, system_bps=2 * MB, own_bps=0)
     )
     assert s.others_busy and not pacer.paused
-    assert pacer.write_bps == pacer.read_bps == 50 * MB
+    assert pacer.write_bps == pacer.read_bps == target.start_bps
     assert [c.reason for c in changes] == ["under_target"]
     steering.stop()
     assert pacer.write_bps is None and not pacer.paused

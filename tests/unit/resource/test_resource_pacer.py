@@ -168,6 +168,18 @@ def test_pause_holds_callers_until_resume() -> None:
     assert not p.paused
 
 
+def test_a_pause_adds_no_allowance() -> None:
+    t = FakeTime()
+    p = pacer(t, rate=1 * MB, burst=1)
+    p.pace_sync(write=1)
+    p.pause()
+    t.now += 10.0  # ten seconds paused: no 10 MB of credit
+    p.resume()
+    start = t.now
+    p.pace_sync(write=100_000)
+    assert t.now - start == pytest.approx(0.1, rel=1e-3)
+
+
 def test_stop_ends_the_wait_early() -> None:
     t = FakeTime()
     p = pacer(t, rate=1 * MB, burst=1)
