@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,9 @@ def test_io_settings_are_checked_and_named() -> None:
         ("io_chunk_bytes", 0),
         ("io_writeback_bytes", -1),
     ):
+        changes: dict[str, Any] = {field: value}
         with pytest.raises(InvalidParams, match=field) as err:
-            SchedulerConfig(**{field: value})
+            SchedulerConfig(**changes)
         assert err.value.field == field
     io = SchedulerConfig(io_rate_limit_bps=1e6, io_writeback_bytes=0).io
-    assert (io.rate_limit_bps, io.writeback_bytes, io.latency_target_ms) == (1e6, 0, 0.3)
+    assert (io.rate_limit_bps, io.writeback_bytes, io.latency_target_ms) == (1e6, 0, 0.2)

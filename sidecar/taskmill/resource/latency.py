@@ -91,7 +91,7 @@ class LatencyTarget:
     #: Listening: how often when the disk is ours, how often when others use it,
     #: how long our IO settles first, how long to count others' bytes.
     listen_every_s: float = 1.0
-    listen_every_busy_s: float = 0.5
+    listen_every_busy_s: float = 1.0
     settle_s: float = 0.02
     listen_s: float = 0.04
     #: Others' bytes/s, while we listen, above which the disk is busy.
@@ -100,7 +100,7 @@ class LatencyTarget:
     #: were doing, when that was less).
     start_bps: float = 32 * MIB
     #: Quiet listens in a row before the disk counts as ours again.
-    quiet_listens: int = 2
+    quiet_listens: int = 1
 
     def __post_init__(self) -> None:
         for name in ("target_ms", "floor_bps", "increase", "interval_s", "cooldown_s"):

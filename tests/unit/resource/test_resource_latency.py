@@ -176,15 +176,22 @@ def test_the_ceiling_bounds_the_rate_and_is_the_rate_when_alone() -> None:
     assert steer(s, sample(1.05), target).rate_bps == 50 * MB
 
 
+def test_a_quiet_listen_releases_the_limit() -> None:
+    s = steer(busy(10 * MB, phase="listen", paused=True), sample(10.05), TARGET)
+    assert not s.others_busy and s.reason == "alone" and s.rate_bps is None
+    assert s.listen_at == pytest.approx(10.05 + TARGET.listen_every_s)
+
+
 def test_quiet_listens_in_a_row_release_the_limit() -> None:
+    target = dataclasses.replace(TARGET, quiet_listens=2)
     s = busy(10 * MB, phase="listen", paused=True)
-    s = steer(s, sample(10.05), TARGET)
+    s = steer(s, sample(10.05), target)
     assert s.others_busy and s.quiet == 1 and s.rate_bps == 10 * MB  # one is not enough
     s = dataclasses.replace(s, phase="listen", paused=True)
-    s = steer(s, sample(10.6), TARGET)
+    s = steer(s, sample(10.6), target)
     assert not s.others_busy and s.reason == "alone" and s.rate_bps is None
     s = dataclasses.replace(s, phase="listen", paused=True)
-    s = steer(s, sample(11.6, system=1 * MB), TARGET)  # heard again
+    s = steer(s, sample(11.6, system=1 * MB), target)  # heard again
     assert s.others_busy and s.quiet == 0
 
 
