@@ -91,14 +91,6 @@ INSERT INTO tasks (
 
 _BULK_MIN = 8
 
-_INSERT_ROW = """
-INSERT INTO tasks (
-    task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
-    fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
-    expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure,
-    pause_reasons, paused_at, tags, key_hash
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
 
 #: Keys looked up at once by _taken (one parameter each, far below SQLite's 32,766).
 _LOOKUP_CHUNK = 500
@@ -153,41 +145,10 @@ def _insert_run(
         reasons = pauses.reasons(item)
         status = Status.PAUSED if reasons else Status.PENDING
         ours.append((first + len(rows), i, status))
-        io = item.expected_io
-        rows.append(
-            (
-                item.task_type,
-                item.domain,
-                item.key,
-                item.label,
-                item.priority,
-                status.value,
-                1 if item.run_after is not None and item.run_after > now else 0,
-                item.payload_json,
-                item.group,
-                item.parent_id,
-                1 if item.fail_fast else 0,
-                item.max_retries,
-                item.retry_policy_json,
-                now,
-                item.run_after,
-                io.disk_read,
-                io.disk_write,
-                io.net_rx,
-                io.net_tx,
-                item.ttl_ms,
-                item.ttl_from,
-                item.expires_at,
-                item.on_dep_failure,
-                reasons,
-                now if reasons else None,
-                item.tags_json,
-                h,
-            )
-        )
+        rows.append(_task_params(item, now, status, reasons, h))
     if rows:
         # One writer, AUTOINCREMENT: the new ids follow the sequence, in order.
-        conn.executemany(_INSERT_ROW, rows)
+        conn.executemany(_INSERT_TASK, rows)
         _record_run(conn, items, ours, now, effects)
     for i in run:
         if i in taken:  # the one-by-one dedup path, after the new ones as before
@@ -209,8 +170,11 @@ def _record_run(
         effects[i] = SubmitEffect(outcome=Outcome.INSERTED, id=task_id, record=rec)
 
 
-def _task_params(item: NewTask, now: int, status: Status, reasons: int) -> tuple[Any, ...]:
-    """_INSERT_TASK's parameters, by position (binding 31 names cost 10 us)."""
+def _task_params(
+    item: NewTask, now: int, status: Status, reasons: int, h: int | None = None
+) -> tuple[Any, ...]:
+    """_INSERT_TASK's parameters, by position (binding 31 names cost 10 us);
+    ``h``: the key's hash, when already computed."""
     io = item.expected_io
     due = None
     if item.recurring_interval_ms is not None:
@@ -246,7 +210,7 @@ def _task_params(item: NewTask, now: int, status: Status, reasons: int) -> tuple
         reasons,
         now if reasons else None,
         item.tags_json,
-        key_hash(item.task_type, item.key),
+        key_hash(item.task_type, item.key) if h is None else h,
     )
 
 
