@@ -313,6 +313,12 @@ class Control(SchedulerParts):
         self.wake()
         return len(resumed)
 
+    def _rules_changed(self) -> None:
+        """A limit, weight or rate changed: what was claimed ahead under the
+        old rules goes back, and a turn applies the new ones."""
+        self.loop.release()
+        self.wake()
+
     def set_group_limit(self, group: str, value: int | None) -> None:
         """Cap how many tasks of a group run at once (None removes the cap)."""
         if value is None:
@@ -321,16 +327,14 @@ class Control(SchedulerParts):
             raise InvalidParams("value must be >= 0", field="value")
         else:
             self.policy.group_limits[group] = value
-        self.loop.release()  # claimed ahead under the old rules
-        self.wake()
+        self._rules_changed()
 
     def set_default_group_limit(self, value: int) -> None:
         """The cap of every group without its own (0: none)."""
         if value < 0:
             raise InvalidParams("value must be >= 0", field="value")
         self.policy.default_group_limit = value
-        self.loop.release()  # claimed ahead under the old rules
-        self.wake()
+        self._rules_changed()
 
     def set_group_weight(self, group: str, weight: float | None) -> None:
         """Set a group's share in weighted fair scheduling (None: the default)."""
@@ -342,8 +346,7 @@ class Control(SchedulerParts):
         self.events.emit(
             "group_weight_changed", group=group, previous=previous, weight=self.policy.weight(group)
         )
-        self.loop.release()  # claimed ahead under the old rules
-        self.wake()
+        self._rules_changed()
 
     def set_group_min_slots(self, group: str, value: int | None) -> None:
         """Reserve ``value`` slots for a group when it has work (None removes)."""
@@ -353,8 +356,7 @@ class Control(SchedulerParts):
             raise InvalidParams("value must be >= 0", field="value")
         else:
             self.policy.group_min_slots[group] = value
-        self.loop.release()  # claimed ahead under the old rules
-        self.wake()
+        self._rules_changed()
 
     def set_rate_limit(
         self,
@@ -367,8 +369,7 @@ class Control(SchedulerParts):
         """Limit how fast tasks of a type, or of a group, start (token bucket)."""
         scope, key = self._rate_scope(task_type, group)
         self.policy.set_rate_limit(scope, key, per_second, burst, self.clock.now_ms())
-        self.loop.release()  # claimed ahead under the old rules
-        self.wake()
+        self._rules_changed()
 
     def remove_rate_limit(self, *, task_type: str | None = None, group: str | None = None) -> bool:
         scope, key = self._rate_scope(task_type, group)
@@ -401,8 +402,7 @@ class Control(SchedulerParts):
         if d is None:
             raise NotFound(f"no domain {domain!r}", field="domain")
         d.max_concurrency = value
-        self.loop.release()  # claimed ahead under the old rules
-        self.wake()
+        self._rules_changed()
 
     @property
     def max_concurrency(self) -> int:
