@@ -167,6 +167,9 @@ function forRequest(reason: TaskmillError, method: string): TaskmillError {
 
 const closedError = (): TaskmillError => TaskmillError.client("closed", "the client is closed");
 
+/** Tokens refused in a row, each renewed by the connector, before an attempt fails as unauthorized. */
+const MAX_RENEWALS = 3;
+
 /** The connection core. @internal */
 export class Rpc {
   readonly #connector: Connector;
@@ -319,7 +322,21 @@ export class Rpc {
     this.#resolveClosed(reason);
   }
 
+  /**
+   * One (re)connect attempt. Credentials the sidecar refused as unauthorized
+   * are renewed when the connection says they can change
+   * ({@link Connection.refused}, an endpoint provider): the connector is
+   * called again, at most {@link MAX_RENEWALS} times in a row, before the
+   * attempt fails with the refusal.
+   */
   async #attempt(attempt: number): Promise<void> {
+    for (let renewals = 0; ; renewals += 1) {
+      if ((await this.#open(attempt, renewals < MAX_RENEWALS)) === "opened") return;
+    }
+  }
+
+  /** Opens one connection and makes the handshake; "renew" when the token was refused and the connector will bring another. */
+  async #open(attempt: number, mayRenew: boolean): Promise<"opened" | "renew"> {
     const link: Link = { gen: ++this.#gen, transport: null, closed: false, hello: null, ready: null, sent: new Set(), held: [] };
     this.#link = link;
     if (this.#state !== "reconnecting") this.#state = "connecting";
@@ -340,15 +357,22 @@ export class Rpc {
     link.ready = connection.ready ?? null;
     const stale = (): TaskmillError | undefined =>
       this.#reason ?? (link.closed ? TaskmillError.client("disconnected", "the connection closed during the handshake") : undefined);
+    let refusal: TaskmillError | null = null;
     try {
       const early = stale();
       if (early !== undefined) throw early;
       if (connection.hello !== null) {
-        const hello = (await this.rawRequest(link, "session.hello", {
-          token: connection.hello.token,
-          protocol: PROTOCOL_VERSION,
-          client: this.#clientName,
-        })) as HelloResult;
+        let hello: HelloResult;
+        try {
+          hello = (await this.rawRequest(link, "session.hello", {
+            token: connection.hello.token,
+            protocol: PROTOCOL_VERSION,
+            client: this.#clientName,
+          })) as HelloResult;
+        } catch (error) {
+          if (isTaskmillError(error) && error.kind === "unauthorized") refusal = error;
+          throw error;
+        }
         if (!isRecord(hello) || hello.protocol !== PROTOCOL_VERSION) {
           throw TaskmillError.client("protocol_error", `the sidecar speaks protocol ${String(isRecord(hello) ? hello.protocol : "?")}, this client speaks ${PROTOCOL_VERSION}`);
         }
@@ -367,6 +391,10 @@ export class Rpc {
         this.#dropLink(link, err);
         connection.transport.close();
       }
+      if (refusal !== null && connection.refused !== undefined && mayRenew && this.#reason === null) {
+        connection.refused(refusal);
+        return "renew";
+      }
       throw err;
     }
     const reconnected = this.#everOpened;
@@ -375,6 +403,7 @@ export class Rpc {
     this.#flushQueued(link);
     this.emit({ type: "open", reconnected, session: link.hello, ready: link.ready });
     if (reconnected) this.emit({ type: "resync" });
+    return "opened";
   }
 
   #onClose(link: Link, error: Error | undefined): void {

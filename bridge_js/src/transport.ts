@@ -9,7 +9,7 @@
  * @packageDocumentation
  */
 
-import type { RpcErrorObject } from "./errors.js";
+import type { RpcErrorObject, TaskmillError } from "./errors.js";
 import type { SidecarReady } from "./types.js";
 
 export type RpcId = number | string;
@@ -73,6 +73,15 @@ export interface Connection {
   readonly hello: { readonly token: string } | null;
   /** The `sidecar.ready` params, when the connector read them (process launchers). */
   readonly ready?: SidecarReady;
+  /**
+   * Only for credentials that can change between calls (an endpoint
+   * provider). When the sidecar refuses `hello.token` as unauthorized, the
+   * client calls this, then calls the connector again (up to 3 times in a
+   * row) instead of giving up. The connector should then not hand back the
+   * refused token: wait, within a bound, for its source to change, or throw
+   * an `unauthorized` error.
+   */
+  readonly refused?: (error: TaskmillError) => void;
 }
 
 /**

@@ -11,7 +11,7 @@ import { TaskmillClient } from "./client.js";
 import type { ClientOptions } from "./rpc.js";
 import type { AnyTasks } from "./tasks.js";
 import { decodeMsgpack, encodeMsgpack } from "./codec.js";
-import { TaskmillError, toTaskmillError } from "./errors.js";
+import { ErrorCode, TaskmillError, toTaskmillError } from "./errors.js";
 import { encodeJsonLine, tooLarge } from "./lines.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, type Connector, type Transport, type TransportSink } from "./transport.js";
 
@@ -41,6 +41,13 @@ export interface WsEndpointInput {
 /**
  * The endpoint, or a function returning it. The function is called before
  * every (re)connect, so a restarted sidecar's new port and token are used.
+ *
+ * A token the sidecar refused is not final with a function: it may be the
+ * previous sidecar's, read before the restarted one's ready line arrived.
+ * The function is asked again (with a short backoff, up to
+ * `connectTimeoutMs`) until it returns another token, and the client
+ * reconnects with that one. A fixed endpoint's refused token ends the client
+ * (kind `unauthorized`).
  */
 export type WsEndpointProvider = WsEndpointInput | (() => WsEndpointInput | Promise<WsEndpointInput>);
 
@@ -50,7 +57,10 @@ export interface WebSocketConnectorOptions {
   readonly WebSocket?: WebSocketConstructor;
   /** `"msgpack"` (binary frames) or `"json"` (text frames). Defaults to `"msgpack"`. */
   readonly encoding?: "msgpack" | "json";
-  /** Gives up opening the socket after this long. Defaults to 10000. */
+  /**
+   * Gives up opening the socket after this long; also how long an endpoint
+   * function that still returns a refused token is asked again. Defaults to 10000.
+   */
   readonly connectTimeoutMs?: number;
   /** Defaults to 4 MiB, the sidecar's default limit. */
   readonly maxMessageBytes?: number;
@@ -63,17 +73,15 @@ export function webSocketConnector(options: WebSocketConnectorOptions): Connecto
   const encoding = options.encoding ?? "msgpack";
   const max = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const timeoutMs = options.connectTimeoutMs ?? 10_000;
+  const provider = options.endpoint;
+  // The last token the sidecar refused, from the provider: not used again.
+  let refused: Refused | null = null;
   return async (sink, signal) => {
     const Ctor = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (Ctor === undefined) {
       throw TaskmillError.client("connect_failed", "no global WebSocket: pass the `ws` package's class as the WebSocket option");
     }
-    let endpoint: WsEndpointInput;
-    try {
-      endpoint = typeof options.endpoint === "function" ? await options.endpoint() : options.endpoint;
-    } catch (error) {
-      throw toTaskmillError(error, "connect_failed", "the endpoint provider failed");
-    }
+    const endpoint = typeof provider === "function" ? await askProvider(provider, refused, timeoutMs, signal) : provider;
     if (signal.aborted) throw TaskmillError.client("closed", "connect aborted", { cause: signal.reason });
     let socket: WebSocketLike;
     try {
@@ -85,8 +93,60 @@ export function webSocketConnector(options: WebSocketConnectorOptions): Connecto
     }
     await waitOpen(socket, endpoint.url, timeoutMs, signal);
     const transport = attach(socket, sink, encoding, max);
-    return { transport, hello: { token: endpoint.token ?? "" } };
+    const token = endpoint.token ?? "";
+    if (typeof provider !== "function") return { transport, hello: { token } };
+    return { transport, hello: { token }, refused: (error) => void (refused = { token, error }) };
   };
+}
+
+interface Refused {
+  readonly token: string;
+  readonly error: TaskmillError;
+}
+
+/**
+ * Asks the endpoint provider; while it returns the token the sidecar refused,
+ * asks again after 25, 50, 100... (at most 500) ms, for up to `timeoutMs`,
+ * then fails with kind `unauthorized`.
+ */
+async function askProvider(
+  provider: () => WsEndpointInput | Promise<WsEndpointInput>,
+  refused: Refused | null,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<WsEndpointInput> {
+  const started = Date.now();
+  for (let asks = 1, delayMs = 25; ; asks += 1, delayMs = Math.min(2 * delayMs, 500)) {
+    let endpoint: WsEndpointInput;
+    try {
+      endpoint = await provider();
+    } catch (error) {
+      throw toTaskmillError(error, "connect_failed", "the endpoint provider failed");
+    }
+    if (refused === null || (endpoint.token ?? "") !== refused.token) return endpoint;
+    if (signal.aborted) throw TaskmillError.client("closed", "connect aborted", { cause: signal.reason });
+    const waited = Date.now() - started;
+    if (waited >= timeoutMs) {
+      throw new TaskmillError(
+        `the sidecar refused the token (${refused.error.message}) and the endpoint provider still returned it after ${waited} ms (${asks} times)`,
+        { code: ErrorCode.Unauthorized, kind: "unauthorized", data: refused.error.data, cause: refused.error },
+      );
+    }
+    await pause(Math.min(delayMs, timeoutMs - waited), signal);
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` fires (the caller checks it). */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 function waitOpen(socket: WebSocketLike, url: string, timeoutMs: number, signal: AbortSignal): Promise<void> {

@@ -54,7 +54,7 @@ describeReal("life cycle against the Python sidecar", (python) => {
     expect(client.state).toBe("closed");
   });
 
-  it("after a restart with a new token: a stale token is refused once, not retried; a provider reconnects", async () => {
+  it("after a restart with a new token: a stale token is refused once, not retried; a provider reconnects, even one that lags", async () => {
     const port = await freePort();
     const sidecar = await sidecars.spawn({ restart: { initialDelayMs: 50, maxDelayMs: 200 }, extraArgs: ["--ws-port", String(port)] });
     const first = sidecar.ready.transports.ws;
@@ -63,10 +63,28 @@ describeReal("life cycle against the Python sidecar", (python) => {
     const stale = sidecars.track(
       await connectWebSocket({ endpoint: { url: first.url, token: first.token }, WebSocket, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } }),
     );
+    // `sidecar.ready` is the previous process's until the new one's ready line
+    // is read, and the new one listens before writing it: this provider can
+    // hand out the old token. The race, made certain: a provider that returns
+    // the old token once more after the new ready line was read.
     const fresh = await sidecars.connect(sidecar);
+    const oldPid = sidecar.ready.pid;
+    let killed = false;
+    let lagLeft = 1;
+    const lagging = await sidecars.connect(sidecar, {
+      endpoint: () => {
+        const ws = sidecar.ready.transports.ws;
+        if (ws === null || ws.token === null) throw new Error("the ready line has no WebSocket URL/token");
+        const lag = killed && lagLeft > 0;
+        if (lag && sidecar.ready.pid !== oldPid) lagLeft -= 1;
+        return { url: ws.url, token: lag ? first.token : ws.token };
+      },
+    });
+    const lagged: ConnectionEvent[] = [];
+    lagging.onConnection((e) => lagged.push(e));
     const attempts: ConnectionEvent[] = [];
     stale.onConnection((e) => e.type === "connecting" && attempts.push(e));
-    const oldPid = sidecar.ready.pid;
+    killed = true;
     sidecar.process.kill("SIGKILL");
     await until(() => stale.state === "reconnecting", 10_000, "the stale client to notice");
     const queued = stale.info({ timeoutMs: 60_000 }).catch((e: unknown) => e);
@@ -81,8 +99,12 @@ describeReal("life cycle against the Python sidecar", (python) => {
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(attempts.length).toBe(attemptsAtRefusal);
     expect(attemptsAtRefusal).toBeLessThan(15);
-    // The client that asks for the endpoint each time reconnects.
+    // The clients that ask for the endpoint each time reconnect; one refusal of an old token does not end them.
     await fresh.connect();
     expect((await fresh.info()).protocol).toBe(1);
+    await lagging.connect();
+    expect((await lagging.info()).protocol).toBe(1);
+    expect(lagLeft).toBe(0);
+    expect(lagged.filter((e) => e.type === "closed" && !e.willReconnect)).toEqual([]);
   });
 });

@@ -120,6 +120,47 @@ describe("giving up settles everything", () => {
     expect(server.links).toHaveLength(2);
   });
 
+  it("a refused token the connector can renew (Connection.refused) is renewed, 3 times in a row at most; queued requests wait", async () => {
+    const server = new FakeServer();
+    const refusals: unknown[] = [];
+    let refuse = 0;
+    server.handlers["session.hello"] = () => {
+      if (refuse > 0) {
+        refuse -= 1;
+        throw new RpcErrorReply(-32001, "wrong token", { kind: "unauthorized" });
+      }
+      return { protocol: 1, version: "0.0.0-test", session: "s" };
+    };
+    const client = makeClient(server, {
+      connector: async (sink, signal) => ({ ...(await server.connector(sink, signal)), refused: (error) => void refusals.push(error) }),
+    });
+    await client.connect();
+    const events: ConnectionEvent[] = [];
+    client.onConnection((e) => events.push(e));
+    // Refused twice, then accepted: one reconnect attempt, three connections.
+    refuse = 2;
+    server.handlers["sidecar.info"] = () => ({ protocol: 1 });
+    server.last.drop();
+    const queued = client.info({ timeoutMs: 60_000 });
+    await until(() => events.some((e) => e.type === "resync"));
+    expect(await queued).toEqual({ protocol: 1 });
+    expect(refusals).toHaveLength(2);
+    expect(refusals[0]).toMatchObject({ kind: "unauthorized", code: -32001, method: "session.hello" });
+    expect(events.filter((e) => e.type === "connecting")).toEqual([
+      { type: "connecting", attempt: 1 },
+      { type: "connecting", attempt: 1 },
+      { type: "connecting", attempt: 1 },
+    ]);
+    // Refused every time: 1 + 3 renewals, then the refusal ends the client (the default policy).
+    refuse = 100;
+    refusals.length = 0;
+    const links = server.links.length;
+    server.last.drop();
+    expect(await client.closed()).toMatchObject({ kind: "unauthorized", code: -32001 });
+    expect(server.links.length - links).toBe(4);
+    expect(refusals).toHaveLength(3);
+  });
+
   it("a reconnect that meets another protocol version is not retried: kind protocol_error", async () => {
     const server = new FakeServer();
     const work = await withPendingWork(server);

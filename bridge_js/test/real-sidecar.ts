@@ -72,7 +72,12 @@ export class Sidecars {
     return sidecar;
   }
 
-  /** A WebSocket client that asks the sidecar for its current URL and token on every (re)connect. */
+  /**
+   * A WebSocket client that asks the sidecar for its current URL and token on
+   * every (re)connect, as the README's Electron renderer does. During a
+   * restart this can still be the previous process's token (the new process
+   * listens before its ready line is read); the client then asks again.
+   */
   async connect(sidecar: SpawnedSidecar, options: Partial<ConnectWebSocketOptions> = {}): Promise<TaskmillClient> {
     const client = await connectWebSocket({
       endpoint: () => {

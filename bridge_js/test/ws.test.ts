@@ -103,6 +103,87 @@ describe("WebSocket transport (ws package)", () => {
     await until(() => completed.includes(id));
   });
 
+  it("a provider that still hands out the previous sidecar's token after a restart is asked again: the client reconnects", async () => {
+    const sidecar = await sidecarWithWs({ restart: { initialDelayMs: 10, jitter: 0 } });
+    const first = sidecar.ready.transports.ws;
+    if (first === null) throw new Error("no ws");
+    const oldPid = sidecar.ready.pid;
+    let killed = false;
+    let staleLeft = 1;
+    const tokens: (string | null)[] = [];
+    // The race, made certain: once the new sidecar is listening (its ready line
+    // was read), the provider still returns the old token one more time.
+    const endpoint = (): { url: string; token: string | null } => {
+      const current = sidecar.ready.transports.ws;
+      if (current === null) throw new Error("no ws");
+      const stale = killed && staleLeft > 0;
+      if (stale && sidecar.ready.pid !== oldPid) staleLeft -= 1;
+      const chosen = stale ? first : current;
+      tokens.push(chosen.token);
+      return { url: current.url, token: chosen.token };
+    };
+    const client = new TaskmillClient({ connector: webSocketConnector({ endpoint, WebSocket }), reconnect: { initialDelayMs: 20, maxDelayMs: 100 } });
+    cleanups.push(() => client.close());
+    await client.connect();
+    const events: ConnectionEvent[] = [];
+    client.onConnection((e) => events.push(e));
+    killed = true;
+    sidecar.process.kill("SIGKILL");
+    await until(() => events.some((e) => e.type === "resync"), 8000);
+    expect(staleLeft).toBe(0);
+    expect(client.state).toBe("open");
+    expect(tokens.at(-1)).toBe(sidecar.ready.transports.ws?.token);
+    expect(tokens.at(-1)).not.toBe(first.token);
+    expect(events.filter((e) => e.type === "closed" && !e.willReconnect)).toEqual([]);
+    expect((await client.info()).protocol).toBe(1);
+  });
+
+  it("a provider that keeps returning the refused token: unauthorized after connectTimeoutMs, one hello only", async () => {
+    const sidecar = await sidecarWithWs();
+    const url = sidecar.ready.transports.ws?.url ?? "";
+    let asks = 0;
+    const client = new TaskmillClient({
+      connector: webSocketConnector({ endpoint: () => (asks++, { url, token: "wrong" }), WebSocket, connectTimeoutMs: 300 }),
+    });
+    cleanups.push(() => client.close());
+    const connecting: ConnectionEvent[] = [];
+    client.onConnection((e) => e.type === "connecting" && connecting.push(e));
+    const started = Date.now();
+    const error: unknown = await client.connect().catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(error).toMatchObject({ code: -32001, kind: "unauthorized", message: expect.stringContaining("still returned it") as unknown });
+    expect((error as Error).cause).toMatchObject({ kind: "unauthorized", method: "session.hello" });
+    expect(asks).toBeGreaterThan(2);
+    // The refused token opened one connection; the second attempt never opened a socket.
+    expect(connecting).toHaveLength(2);
+    expect(client.state).toBe("disconnected");
+  });
+
+  it("a provider whose every token is refused: at most 4 hellos in a row, then unauthorized from the sidecar", async () => {
+    const sidecar = await sidecarWithWs();
+    const url = sidecar.ready.transports.ws?.url ?? "";
+    let asks = 0;
+    const client = new TaskmillClient({ connector: webSocketConnector({ endpoint: () => ({ url, token: `wrong-${asks++}` }), WebSocket }) });
+    cleanups.push(() => client.close());
+    const error: unknown = await client.connect().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: -32001, kind: "unauthorized", method: "session.hello" });
+    expect(asks).toBe(4);
+  });
+
+  it("close() while the provider is asked again for another token ends the wait at once", async () => {
+    const sidecar = await sidecarWithWs();
+    const url = sidecar.ready.transports.ws?.url ?? "";
+    const client = new TaskmillClient({ connector: webSocketConnector({ endpoint: () => ({ url, token: "wrong" }), WebSocket, connectTimeoutMs: 60_000 }) });
+    const connecting: ConnectionEvent[] = [];
+    client.onConnection((e) => e.type === "connecting" && connecting.push(e));
+    const outcome = client.connect().catch((e: unknown) => e);
+    await until(() => connecting.length === 2, 5000);
+    const started = Date.now();
+    await client.close();
+    expect(await outcome).toMatchObject({ kind: "closed" });
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
   it("a throwing endpoint provider and an invalid URL reject with TaskmillError connect_failed, with the cause", async () => {
     const boom = new Error("IPC channel closed");
     const fromProvider: unknown = await connectWebSocket({
