@@ -100,6 +100,29 @@ async def test_a_stopped_run_still_in_its_thread_holds_its_slot(
     assert rec.status is Status.COMPLETED
 
 
+async def test_a_run_cancelled_before_its_first_step_frees_its_slot(
+    make_scheduler: MakeScheduler,
+) -> None:
+    """On an idle scheduler a submit starts its task at once; a cancel before
+    the task's coroutine ever ran still ends the run and frees the slot."""
+    ran: list[int] = []
+
+    async def body(payload: Any, ctx: Any) -> Any:
+        ran.append(payload)
+
+    d = Domain("t")
+    d.register("t", body)
+    sched = await make_scheduler(d, max_concurrency=1)
+    first = await sched.submit("t::t", 1)
+    assert [r.id for r in sched.running()] == [first.id]  # started by the submit
+    assert await sched.cancel(first.id)
+    await until(lambda: not sched.executions.busy_slots())
+    assert (await sched.get(first.id)).status is Status.CANCELLED
+    second = await sched.submit("t::t", 2)
+    assert (await sched.wait_for(second.id, timeout=10)).status is Status.COMPLETED
+    assert ran == [2]
+
+
 async def test_every_execution_ends_with_an_outcome(make_scheduler: MakeScheduler) -> None:
     """A mixed batch of misbehaving runs: nothing stays running, nothing is dropped."""
     d = Domain("t")

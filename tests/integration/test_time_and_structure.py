@@ -109,9 +109,12 @@ async def test_ttl_from_first_attempt(make_scheduler: MakeScheduler, clock: Fake
     d = Domain("t")
     d.register("f", flaky, retry=RetryPolicy(max_retries=5, base_ms=5_000))
     sched = await make_scheduler(d, clock=clock)
+    await sched.pause()
     res = await sched.submit("t::f", 1, ttl_ms=3_000, ttl_from="first_attempt")
     assert (await sched.get(res.id)).expires_at is None
+    clock.advance(1_000)
     start = clock.now_ms()
+    await sched.resume()
     await until(lambda: sched.metrics["failed"] == 1)
     rec = await sched.get(res.id)
     assert rec.expires_at == start + 3_000  # fixed at the first attempt

@@ -279,8 +279,16 @@ class Scheduler(Control, Queries):
                     exc.field = f"tasks[{i}].{exc.field}"
                 raise
         if len(items) <= BATCH_CHUNK:
-            effects = await self.store.submit(items, now)
-            return await self._after_submit(items, effects, now)
+            limit = self.loop.idle_claim()
+            if not limit:
+                effects = await self.store.submit(items, now)
+                return await self._after_submit(items, effects, now)
+            async with self.loop.claiming:
+                plan = self.loop.claim_plan(now, limit)[0]
+                effects, claim = await self.store.submit_and_claim(items, now, plan)
+                submitted = await self._after_submit(items, effects, now)
+                self.loop.adopt(claim, limit)
+                return submitted
         # Last-wins across the whole batch, so chunking changes no outcome.
         last: dict[tuple[str, str], int] = {}
         for i, it in enumerate(items):

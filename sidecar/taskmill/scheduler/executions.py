@@ -159,8 +159,9 @@ class Executions:
     # -- what the run loop asks -------------------------------------------------------
 
     def busy_slots(self) -> int:
-        """Slots taken: running executions and threads still held by stopped ones."""
-        return len(self.running) + len(self._zombies)
+        """Slots taken: running executions, stopped ones whose coroutine has not
+        ended yet, and threads still held by stopped ones."""
+        return len(self.running) + len(self._stopping) + len(self._zombies)
 
     def take_finished(self) -> list[tuple[Finish, Execution]]:
         """The outcomes waiting to be recorded (and forget them)."""
@@ -226,9 +227,15 @@ class Executions:
             name=f"taskmill-task-{rec.id}",
             context=bind(self._threads, ex.threads),
         )
+        # A task cancelled before its first step never enters _execute: end it here.
+        ex.task.add_done_callback(lambda _t: self._ended(ex))
         if executor is not None and executor.release is not None:
             release = executor.release
             ex.task.add_done_callback(lambda _t: release())
+
+    def _ended(self, ex: Execution) -> None:
+        if ex in self._stopping or self.running.get(ex.record.id) is ex:
+            self._end(ex, None)
 
     def _state_of(self, domain: Domain | None) -> Mapping[Any, Any]:
         """Shared state seen by a domain's executors (a live view, built once)."""

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from ..clock import Clock
 from ..errors import DatabaseGone, StorageError
 from ..model import TaskRecord
-from ..store.rows import Claimed, ClaimPlan
+from ..store.rows import Claimed, ClaimPlan, ClaimResult
 from ..store.store import Store
 from .ahead import window
 from .awareness import Awareness
@@ -94,6 +94,9 @@ class RunLoop:
         #: Submissions more urgent than the least urgent task waiting ahead
         #: since the last turn: claimed even when the window is full.
         self.urgent = 0
+        #: Held by a turn, and by a submit that claims for an idle loop: two
+        #: claims planned over the same free slots would start too many.
+        self.claiming = asyncio.Lock()
         executions.on_slot_free = self._slot_free
 
     def start(self) -> None:
@@ -279,7 +282,55 @@ class RunLoop:
             return max(0, want - waiting) + self.urgent
         return self.urgent
 
+    def idle_claim(self) -> int:
+        """How many tasks a submit may claim in its own transaction: some, when
+        the loop is asleep with nothing running, waiting ahead or to record
+        (then the submitted task starts without a turn: a second transaction
+        and a hop were most of its submit-to-start time); else 0."""
+        executions = self._executions
+        if (
+            self.claiming.locked()
+            or executions.busy_slots()
+            or executions.has_finished
+            or len(executions.ahead)
+            or self.releasing
+            or self._policy.fair
+        ):
+            return 0
+        return min(self._claim_limit(), INLINE_CLAIM_MAX + self.urgent)
+
+    def adopt(self, claim: ClaimResult, limit: int) -> None:
+        """Start what a submit claimed for the idle loop (see :meth:`idle_claim`)."""
+        self._noted(claim, limit, capped=True)
+        self._hold(claim)
+
+    def _noted(self, claim: ClaimResult, limit: int, *, capped: bool) -> None:
+        if limit:
+            self.urgent = 0
+        if capped and len(claim.claimed) >= limit:
+            self.wake()  # more may be ready: the next turn, on the thread
+        self.next_due = claim.next_due
+        self._policy.counted(claim.ready_counts)
+        self._metrics["gate_denials"] += claim.denied + claim.deferred
+        self._metrics["rate_limited"] += claim.deferred
+
+    def _hold(self, claim: ClaimResult) -> None:
+        executions = self._executions
+        self._reactions.effects(claim.effects)
+        for c in claim.claimed:
+            executions.ahead.hold(c)
+        if self.dispatching and not self.paused:
+            self._start_ahead()
+        elif len(executions.ahead):
+            self.release()
+        if not executions.running:
+            executions.idle.set()
+
     async def turn(self) -> None:
+        async with self.claiming:
+            await self._turn()
+
+    async def _turn(self) -> None:
         now = self._clock.now_ms()
         await self._housekeeping(now)
         executions = self._executions
@@ -328,24 +379,8 @@ class RunLoop:
             executions.put_back(finished)
             self.releasing[:0] = releasing
             raise
-        if limit:
-            self.urgent = 0
-        claim = turn.claim
-        if capped and len(claim.claimed) >= limit:
-            self.wake()  # more may be ready: the next turn, on the thread
-        self.next_due = claim.next_due
-        self._policy.counted(claim.ready_counts)
-        self._metrics["gate_denials"] += claim.denied + claim.deferred
-        self._metrics["rate_limited"] += claim.deferred
+        self._noted(turn.claim, limit, capped=capped)
         for (f, ex), res in zip(finished, turn.results, strict=True):
             self._reactions.finished(f, ex, res, now)
         self._reactions.effects(turn.effects)
-        self._reactions.effects(claim.effects)
-        for c in claim.claimed:
-            executions.ahead.hold(c)
-        if self.dispatching and not self.paused:
-            self._start_ahead()
-        elif len(executions.ahead):
-            self.release()
-        if not executions.running:
-            executions.idle.set()
+        self._hold(turn.claim)

@@ -116,6 +116,17 @@ class Store:
         op = functools.partial(submit.submit, items=items, now=now, positions=positions)
         return await self.engine.write(op, inline=inline)
 
+    async def submit_and_claim(
+        self, items: Sequence[NewTask], now: int, plan: ClaimPlan
+    ) -> tuple[list[SubmitEffect], ClaimResult]:
+        """Submit, then claim what ``plan`` admits, in one transaction: an idle
+        scheduler starts a submitted task without a turn of its own."""
+
+        def op(conn: Any) -> tuple[list[SubmitEffect], ClaimResult]:
+            return submit.submit(conn, items, now), claim.claim(conn, now, plan)
+
+        return await self.engine.write(op)
+
     # -- the run loop ----------------------------------------------------------------
 
     async def turn(
