@@ -11,15 +11,18 @@
  *                         protocol_error, reconnect off or exhausted
  * ```
  *
- * Subscriptions and workers live in their own modules and plug in through
+ * Requests in flight (ids, timeouts, `maxInFlight`, the queue while not
+ * connected) are kept by {@link Calls} in `calls.ts`. Subscriptions and
+ * workers live in their own modules and plug in through
  * {@link LinkServices}: the core tells them when a link opens (restore),
  * drops, or when the client is finished for good.
  *
  * @packageDocumentation
  */
 
+import { Calls, forRequest, type Pending } from "./calls.js";
 import { TaskmillError, isRecord, isTaskmillError, toTaskmillError } from "./errors.js";
-import type { Connection, Connector, RpcFailure, RpcId, RpcMessage, Transport, TransportSink } from "./transport.js";
+import type { Connection, Connector, RpcId, RpcMessage, Transport, TransportSink } from "./transport.js";
 import { PROTOCOL_VERSION, type HelloResult, type SidecarReady } from "./types.js";
 
 /** This package's version, sent in `session.hello`. */
@@ -146,25 +149,6 @@ export interface LinkServices {
   terminated(reason: TaskmillError): void;
 }
 
-interface Pending {
-  readonly method: string;
-  readonly params: unknown;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: TaskmillError) => void;
-  /** Made for one link (handshake, restore, subscriptions): never moved to another. */
-  readonly raw: boolean;
-  id: RpcId | null;
-  link: Link | null;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-}
-
-/** The same failure, for one request: its method in the message and `method`, the shared reason as `cause`. */
-function forRequest(reason: TaskmillError, method: string): TaskmillError {
-  return new TaskmillError(`${method}: ${reason.message}`, { code: reason.code, kind: reason.kind, field: reason.field, data: reason.data, method, cause: reason });
-}
-
 const closedError = (): TaskmillError => TaskmillError.client("closed", "the client is closed");
 
 /** Tokens refused in a row, each renewed by the connector, before an attempt fails as unauthorized. */
@@ -174,8 +158,6 @@ const MAX_RENEWALS = 3;
 export class Rpc {
   readonly #connector: Connector;
   readonly #clientName: string;
-  readonly #timeoutMs: number;
-  readonly #maxInFlight: number;
   readonly #reconnect: Required<Omit<ReconnectOptions, "shouldRetry">> | null;
   readonly #shouldRetry: (error: TaskmillError, attempt: number) => boolean;
   readonly #lifetime = new AbortController();
@@ -183,7 +165,6 @@ export class Rpc {
   #state: ConnectionState = "disconnected";
   #link: Link | null = null;
   #gen = 0;
-  #nextId = 1;
   #everOpened = false;
   #connecting: Promise<void> | null = null;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
@@ -191,16 +172,14 @@ export class Rpc {
   #reason: TaskmillError | null = null;
   readonly #closed: Promise<TaskmillError>;
   #resolveClosed!: (reason: TaskmillError) => void;
-  readonly #pending = new Map<RpcId, Pending>();
-  #queued: Pending[] = [];
+  readonly #calls: Calls;
   readonly #listeners = new Set<(event: ConnectionEvent) => void>();
 
   constructor(options: ClientOptions, services: LinkServices) {
     this.#connector = options.connector;
     this.#services = services;
     this.#clientName = options.clientName ?? `taskmill-bridge/${VERSION}`;
-    this.#timeoutMs = options.requestTimeoutMs ?? 30_000;
-    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1000);
+    this.#calls = new Calls(options.requestTimeoutMs ?? 30_000, options.maxInFlight ?? 1000);
     const r = options.reconnect ?? true;
     const { shouldRetry, ...rest } = r === true || r === false ? ({} as ReconnectOptions) : r;
     this.#shouldRetry = shouldRetry ?? defaultShouldRetry;
@@ -285,7 +264,7 @@ export class Rpc {
         if (this.#reason !== null) throw this.#reason;
         this.#state = "disconnected";
         this.emit({ type: "closed", error: err, willReconnect: false, delayMs: undefined });
-        this.#rejectQueued(err);
+        this.#calls.rejectQueued(err);
         throw err;
       },
     );
@@ -311,7 +290,7 @@ export class Rpc {
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     this.#lifetime.abort(reason);
-    this.#rejectQueued(reason);
+    this.#calls.rejectQueued(reason);
     const link = this.#link;
     if (link !== null && !link.closed) {
       this.#dropLink(link, reason);
@@ -400,7 +379,7 @@ export class Rpc {
     const reconnected = this.#everOpened;
     this.#everOpened = true;
     this.#state = "open";
-    this.#flushQueued(link);
+    this.#calls.flushQueued(link);
     this.emit({ type: "open", reconnected, session: link.hello, ready: link.ready });
     if (reconnected) this.emit({ type: "resync" });
     return "opened";
@@ -462,22 +441,7 @@ export class Rpc {
    */
   #dropLink(link: Link, error: TaskmillError): void {
     link.closed = true;
-    const failed: Pending[] = [];
-    const requeued: Pending[] = [];
-    for (const pending of link.held.splice(0)) {
-      pending.link = null;
-      (pending.raw || this.#reason !== null ? failed : requeued).push(pending);
-    }
-    this.#queued = requeued.concat(this.#queued);
-    for (const [id, pending] of this.#pending) {
-      if (pending.link !== link) continue;
-      this.#pending.delete(id);
-      failed.push(pending);
-    }
-    for (const pending of failed) {
-      this.#settle(pending);
-      pending.reject(forRequest(error, pending.method));
-    }
+    this.#calls.dropped(link, error, this.#reason !== null);
     this.#services.dropped(link);
   }
 
@@ -496,18 +460,18 @@ export class Rpc {
         reject(refused);
         return;
       }
-      const pending = this.#arm({ method, params, resolve, reject, raw: false }, options);
+      const pending = this.#calls.arm({ method, params, resolve, reject, raw: false }, options);
       if (pending === null) return;
-      if (this.#state === "open" && this.#link !== null) this.#sendPending(this.#link, pending);
-      else this.#queued.push(pending);
+      if (this.#state === "open" && this.#link !== null) this.#calls.send(this.#link, pending);
+      else this.#calls.queue(pending);
     });
   }
 
   /** A request on a specific link, bypassing the open-gate (handshake and restore). */
   rawRequest(link: Link, method: string, params: object): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
-      const pending = this.#arm({ method, params, resolve, reject, raw: true }, {});
-      if (pending !== null) this.#sendPending(link, pending);
+      const pending = this.#calls.arm({ method, params, resolve, reject, raw: true }, {});
+      if (pending !== null) this.#calls.send(link, pending);
     });
   }
 
@@ -515,106 +479,6 @@ export class Rpc {
   sendOn(link: Link, message: RpcMessage): void {
     if (link.closed || link.transport === null) return;
     link.transport.send(message);
-  }
-
-  #arm(
-    base: { method: string; params: unknown; resolve: (value: unknown) => void; reject: (error: TaskmillError) => void; raw: boolean },
-    options: RequestOptions,
-  ): Pending | null {
-    const pending: Pending = { ...base, id: null, link: null, timer: undefined, signal: undefined, onAbort: undefined };
-    const signal = options.signal;
-    const aborted = (): TaskmillError => TaskmillError.client("aborted", `${base.method} aborted`, { method: base.method, cause: signal?.reason });
-    if (signal?.aborted === true) {
-      base.reject(aborted());
-      return null;
-    }
-    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    if (timeoutMs > 0) {
-      pending.timer = setTimeout(() => {
-        this.#forget(pending);
-        base.reject(TaskmillError.client("timeout", `${base.method} timed out after ${timeoutMs} ms`, { method: base.method }));
-      }, timeoutMs);
-    }
-    if (signal !== undefined) {
-      pending.signal = signal;
-      pending.onAbort = () => {
-        this.#forget(pending);
-        base.reject(aborted());
-      };
-      signal.addEventListener("abort", pending.onAbort, { once: true });
-    }
-    return pending;
-  }
-
-  /** Sends now, or holds the request back while `maxInFlight` requests are unanswered (link-bound requests first). */
-  #sendPending(link: Link, pending: Pending): void {
-    pending.link = link;
-    if (!link.closed && (link.sent.size >= this.#maxInFlight || link.held.length > 0)) {
-      const at = pending.raw ? link.held.findIndex((p) => !p.raw) : -1;
-      link.held.splice(at < 0 ? link.held.length : at, 0, pending);
-      return;
-    }
-    this.#transmit(link, pending);
-  }
-
-  #transmit(link: Link, pending: Pending): void {
-    const id = this.#nextId++;
-    pending.id = id;
-    this.#pending.set(id, pending);
-    try {
-      if (link.closed || link.transport === null) throw TaskmillError.client("disconnected", "the connection is closed", { method: pending.method });
-      link.sent.add(id);
-      link.transport.send({ jsonrpc: "2.0", id, method: pending.method, params: pending.params });
-    } catch (error) {
-      link.sent.delete(id);
-      this.#forget(pending);
-      // The transport throws a TaskmillError when it cannot send; anything else is the encoder refusing the params.
-      pending.reject(
-        isTaskmillError(error)
-          ? error
-          : new TaskmillError(`${pending.method}: cannot encode the request: ${error instanceof Error ? error.message : String(error)}`, {
-              code: -32600,
-              kind: "invalid_request",
-              method: pending.method,
-              cause: error,
-            }),
-      );
-    }
-  }
-
-  #forget(pending: Pending): void {
-    this.#settle(pending);
-    if (pending.id !== null && this.#pending.get(pending.id) === pending) this.#pending.delete(pending.id);
-    for (const queue of [this.#queued, pending.link?.held ?? []]) {
-      const index = queue.indexOf(pending);
-      if (index >= 0) queue.splice(index, 1);
-    }
-  }
-
-  /** An answer came back on `link`: send what was held back, within the bound. */
-  #answered(link: Link, id: unknown): void {
-    if (!link.sent.delete(id as RpcId)) return;
-    while (link.held.length > 0 && link.sent.size < this.#maxInFlight && !link.closed) {
-      this.#transmit(link, link.held.shift() as Pending);
-    }
-  }
-
-  #settle(pending: Pending): void {
-    if (pending.timer !== undefined) clearTimeout(pending.timer);
-    pending.timer = undefined;
-    if (pending.signal !== undefined && pending.onAbort !== undefined) pending.signal.removeEventListener("abort", pending.onAbort);
-    pending.onAbort = undefined;
-  }
-
-  #flushQueued(link: Link): void {
-    for (const pending of this.#queued.splice(0)) this.#sendPending(link, pending);
-  }
-
-  #rejectQueued(reason: TaskmillError): void {
-    for (const pending of this.#queued.splice(0)) {
-      this.#settle(pending);
-      pending.reject(forRequest(reason, pending.method));
-    }
   }
 
   // -------------------------------------------------------------------------
@@ -634,26 +498,8 @@ export class Rpc {
       return;
     }
     if ("result" in message || "error" in message) {
-      this.#answered(link, id);
-      const pending = typeof id === "number" || typeof id === "string" ? this.#pending.get(id) : undefined;
-      if (pending === undefined || pending.link !== link) {
-        if ("error" in message && isRecord(message["error"])) {
-          this.emit({ type: "error", error: TaskmillError.fromRpc(message["error"] as unknown as RpcFailure["error"]) });
-        }
-        return; // A late answer to a request that timed out or was aborted.
-      }
-      this.#pending.delete(pending.id as RpcId);
-      this.#settle(pending);
-      if ("error" in message) {
-        const error = message["error"];
-        pending.reject(
-          isRecord(error) && typeof error["code"] === "number"
-            ? TaskmillError.fromRpc({ code: error["code"], message: String(error["message"] ?? ""), data: error["data"] }, pending.method)
-            : TaskmillError.client("protocol_error", `${pending.method}: malformed error response`, { method: pending.method }),
-        );
-      } else {
-        pending.resolve(message["result"]);
-      }
+      const stray = this.#calls.answer(link, message);
+      if (stray !== undefined) this.emit({ type: "error", error: stray });
       return;
     }
     this.emit({ type: "error", error: new Error("received a message that is neither a request, a notification nor a response") });
