@@ -18,7 +18,7 @@ from .rows import (
     Effects,
     GateFn,
     GroupKey,
-    record_from_row,
+    _positions,
 )
 from .tables import _READY
 
@@ -341,26 +341,16 @@ def claim(
             f"{_CLAIM_SET} WHERE id IN ({marks}) AND status = 'pending' RETURNING *",
             (now, *scan.admitted),
         ).fetchall()
-        by_id = {r["id"]: r for r in rows}
+        at = _positions(rows[0]) if rows else {}
+        by_id = {r[at["id"]]: r for r in rows}
         for i in scan.admitted:
             row = by_id.get(i)
             if row is None:
                 continue
-            phase = row["phase"]
-            rec = record_from_row(row)
-            eff = scan.effective.get(i, rec.priority)
-            if eff != rec.priority:
-                rec = rec.evolve(effective_priority=eff)
-            claimed.append(
-                Claimed(
-                    rec,
-                    row["dispatch_count"],
-                    row["retry_policy"],
-                    row["memo"],
-                    phase,
-                    child_outcomes(conn, i) if phase == "finalize" else None,
-                )
-            )
+            c = Claimed.from_row(row, scan.effective.get(i))
+            if c.phase == "finalize":
+                c.children = child_outcomes(conn, i)
+            claimed.append(c)
     return ClaimResult(
         claimed=claimed,
         next_due=next_due(conn),

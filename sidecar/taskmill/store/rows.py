@@ -345,18 +345,80 @@ class Candidate(NamedTuple):
     expected_net_tx: int
 
 
-@dataclass(slots=True)
 class Claimed:
-    """A task claimed for a run, with what the run needs beyond the record."""
+    """A task claimed for a run, with what the run needs beyond the record.
 
-    record: TaskRecord
-    dispatch_count: int
-    retry_policy_json: str | None
-    memo_json: str | None
-    #: "execute", or "finalize" for a parent whose children are done.
-    phase: Phase = "execute"
-    #: For finalize: the latest outcome of each child.
-    children: list[dict[str, Any]] | None = None
+    A claim made on the database thread keeps its row and decodes the record
+    when the loop first asks for it (:meth:`from_row`): the decoding is Python
+    that would otherwise hold the GIL on the busier of the two threads.
+    """
+
+    __slots__ = (
+        "_effective",
+        "_record",
+        "_row",
+        "children",
+        "dispatch_count",
+        "memo_json",
+        "phase",
+        "retry_policy_json",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        record: TaskRecord,
+        dispatch_count: int,
+        retry_policy_json: str | None,
+        memo_json: str | None,
+        phase: Phase = "execute",
+        children: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self._record: TaskRecord | None = record
+        self._row: sqlite3.Row | None = None
+        self._effective: int | None = None
+        self.dispatch_count = dispatch_count
+        self.retry_policy_json = retry_policy_json
+        self.memo_json = memo_json
+        #: "execute", or "finalize" for a parent whose children are done.
+        self.phase: Phase = phase
+        #: For finalize: the latest outcome of each child.
+        self.children = children
+
+    @classmethod
+    def from_row(
+        cls,
+        row: sqlite3.Row,
+        effective: int | None,
+        children: list[dict[str, Any]] | None = None,
+    ) -> Claimed:
+        """A claim of a ``tasks`` row (``SELECT *``) at ``effective`` priority
+        (None: its own); the record is decoded on first use."""
+        at = _positions(row)
+        out = cls.__new__(cls)
+        out._record = None
+        out._row = row
+        out._effective = effective
+        out.dispatch_count = row[at["dispatch_count"]]
+        out.retry_policy_json = row[at["retry_policy"]]
+        out.memo_json = row[at["memo"]]
+        out.phase = row[at["phase"]]
+        out.children = children
+        return out
+
+    @property
+    def record(self) -> TaskRecord:
+        rec = self._record
+        if rec is None:
+            assert self._row is not None
+            rec = record_from_row(self._row)
+            eff = self._effective
+            if eff is not None and eff != rec.priority:
+                rec = rec.evolve(effective_priority=eff)
+            self._record, self._row = rec, None
+        return rec
+
+    def __repr__(self) -> str:
+        return f"Claimed({self.record!r}, {self.dispatch_count})"
 
 
 @dataclass(slots=True)
