@@ -103,7 +103,12 @@ class Gate:
             )
         else:
             expected = _NO_IO  # most tasks declare no IO: no budget to build or add
-        if self.throttle is not None and self.throttle.is_throttled(cand.priority, self.pressure):
+        # Limits are 0..1 and throttling needs pressure above one: none at 0.
+        if (
+            self.pressure > 0.0
+            and self.throttle is not None
+            and self.throttle.is_throttled(cand.priority, self.pressure)
+        ):
             return self._deny("pressure")
         if self.resources is not None:
             axis = io_gate(expected, self.io_total, self.io_count, self.resources)

@@ -347,7 +347,7 @@ def claim(
             row = by_id.get(i)
             if row is None:
                 continue
-            c = Claimed.from_row(row, scan.effective.get(i))
+            c = Claimed.from_row(row, scan.effective.get(i), at)
             if c.phase == "finalize":
                 c.children = child_outcomes(conn, i)
             claimed.append(c)

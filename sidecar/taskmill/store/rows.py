@@ -389,11 +389,13 @@ class Claimed:
         cls,
         row: sqlite3.Row,
         effective: int | None,
-        children: list[dict[str, Any]] | None = None,
+        at: dict[str, int] | None = None,
     ) -> Claimed:
         """A claim of a ``tasks`` row (``SELECT *``) at ``effective`` priority
-        (None: its own); the record is decoded on first use."""
-        at = _positions(row)
+        (None: its own); the record is decoded on first use. ``at``: the
+        row's column positions, when the caller has them."""
+        if at is None:
+            at = _positions(row)
         out = cls.__new__(cls)
         out._record = None
         out._row = row
@@ -402,7 +404,7 @@ class Claimed:
         out.retry_policy_json = row[at["retry_policy"]]
         out.memo_json = row[at["memo"]]
         out.phase = row[at["phase"]]
-        out.children = children
+        out.children = None
         return out
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from ..model import IoBudget, Status
 from .cascade import (
@@ -21,6 +22,23 @@ from .tables import _bulk_complete, _to_history
 __all__ = ["finish", "pause_running", "return_to_pending"]
 
 
+class _State(NamedTuple):
+    """What recording a finished run reads of its task's row."""
+
+    id: int
+    status: str
+    dispatch_count: int
+    retry_count: int
+    requeue: int
+    tags: str
+    parent_id: int | None
+    phase: str
+    recurring_interval_ms: int | None
+
+
+_STATE_COLUMNS = ", ".join(_State._fields)
+
+
 def finish(
     conn: sqlite3.Connection, items: Sequence[Finish], now: int, eff: Effects | None = None
 ) -> list[FinishResult]:
@@ -31,24 +49,25 @@ def finish(
     completed: list[int] = []
     plain: list[tuple[int, str | None, int | None, int | None, IoBudget]] = []
     plain_results: list[FinishResult] = []
-    states: dict[int, sqlite3.Row] = {}
+    states: dict[int, _State] = {}
     ids = [f.task_id for f in items]
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples: a Row looked up by name scans its columns
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for r in conn.execute(
-            "SELECT id, status, dispatch_count, retry_count, requeue, tags, parent_id, phase, "
-            f"recurring_interval_ms FROM tasks WHERE id IN ({','.join('?' * len(chunk))})",
+        for r in cur.execute(
+            f"SELECT {_STATE_COLUMNS} FROM tasks WHERE id IN ({','.join('?' * len(chunk))})",
             chunk,
         ):
-            states[r["id"]] = r
+            states[r[0]] = _State._make(r)
     for f in items:
         row = states.get(f.task_id)
-        if row is None or row["status"] != "running" or row["dispatch_count"] != f.dispatch_count:
+        if row is None or row.status != "running" or row.dispatch_count != f.dispatch_count:
             out.append(FinishResult(kind="stale", task_id=f.task_id))
             continue
-        parent_id = row["parent_id"]
+        parent_id = row.parent_id
         if f.kind == "completed":
-            if row["phase"] == "execute" and f.may_have_children:
+            if row.phase == "execute" and f.may_have_children:
                 active, had = _has_children(conn, f.task_id)
                 if had:
                     # A parent: finalize once every child is done.
@@ -65,7 +84,7 @@ def finish(
                         )
                     )
                     continue
-            if row["recurring_interval_ms"] is None and not row["requeue"] and row["tags"] == "{}":
+            if row.recurring_interval_ms is None and not row.requeue and row.tags == "{}":
                 # The common case: recorded with the others in one statement.
                 res = FinishResult(kind="completed", task_id=f.task_id)
                 plain.append((f.task_id, f.result_json, f.started_at, f.ended_at, f.actual_io))
@@ -76,23 +95,23 @@ def finish(
                     left.setdefault(parent_id, None)
                 continue
             full = None
-            if row["recurring_interval_ms"] is not None and not row["requeue"]:
+            if row.recurring_interval_ms is not None and not row.requeue:
                 full = conn.execute("SELECT * FROM tasks WHERE id = ?", (f.task_id,)).fetchone()
             hid = _to_history(
                 conn,
                 f.task_id,
                 Status.COMPLETED,
                 now,
-                tags_json=row["tags"],
+                tags_json=row.tags,
                 result_json=f.result_json,
                 actual=f.actual_io,
                 started_at=f.started_at,
                 ended_at=f.ended_at,
-                delete=not row["requeue"],
+                delete=not row.requeue,
                 edges=False,  # a running task waits on nothing
             )
             completed.append(f.task_id)
-            if row["requeue"]:
+            if row.requeue:
                 conn.execute(
                     """
                     UPDATE tasks SET status = 'pending', started_at = NULL, retry_count = 0,
@@ -128,7 +147,7 @@ def finish(
                 FinishResult(
                     kind="retry",
                     task_id=f.task_id,
-                    retry_count=row["retry_count"] + 1,
+                    retry_count=row.retry_count + 1,
                     run_after=run_after,
                 )
             )
@@ -141,7 +160,7 @@ def finish(
                 f.task_id,
                 status,
                 now,
-                tags_json=row["tags"],
+                tags_json=row.tags,
                 error=f.error,
                 traceback=f.traceback,
                 actual=f.actual_io,
@@ -154,7 +173,7 @@ def finish(
                     kind="dead_letter" if status is Status.DEAD_LETTER else "failed",
                     task_id=f.task_id,
                     history_id=hid,
-                    retry_count=row["retry_count"],
+                    retry_count=row.retry_count,
                 )
             )
             if parent_id is not None:
