@@ -115,6 +115,16 @@ def deaf_sync(payload: Any, ctx: Any) -> Any:
     return None
 
 
+@dom.task("greedy_sync")
+def greedy_sync(payload: Any, ctx: Any) -> Any:
+    """A plain def that computes in Python for ``payload.s`` seconds, holding
+    the GIL as long as the interpreter lets it; returns that interval."""
+    end = time.monotonic() + float(payload.get("s", 0.05))
+    while time.monotonic() < end:
+        pass
+    return {"switch_interval_s": sys.getswitchinterval()}
+
+
 @dom.task("quick_sync")
 def quick_sync(payload: Any, ctx: Any) -> Any:
     """A short plain def that says when it ran (monotonic seconds)."""
