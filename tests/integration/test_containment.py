@@ -113,6 +113,7 @@ async def test_a_run_cancelled_before_its_first_step_frees_its_slot(
     d = Domain("t")
     d.register("t", body)
     sched = await make_scheduler(d, max_concurrency=1)
+    await sched.tick()  # the loop is asleep, not in a turn
     first = await sched.submit("t::t", 1)
     assert [r.id for r in sched.running()] == [first.id]  # started by the submit
     assert await sched.cancel(first.id)
