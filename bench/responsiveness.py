@@ -167,8 +167,9 @@ class Written:
 
 
 def heavy_domain(folder: Path, size_mb: int, written: Written) -> Domain:
-    """``heavy::raw`` writes 1 MiB at a time with plain writes; ``heavy::paced``
-    goes through ``ctx.io`` (256 KiB per call)."""
+    """``heavy::raw`` writes 1 MiB at a time with plain writes and unlinks;
+    ``heavy::paced`` goes through ``ctx.io`` (256 KiB per call, and
+    ``ctx.io.remove_sync``)."""
     d = Domain("heavy")
     mib = os.urandom(1 << 20)
     quarter = memoryview(mib)[: 1 << 18]
@@ -197,7 +198,7 @@ def heavy_domain(folder: Path, size_mb: int, written: Written) -> Domain:
                 f.flush()
                 os.fsync(f.fileno())
         finally:
-            path.unlink(missing_ok=True)
+            ctx.io.remove_sync(path, missing_ok=True)
 
     budget = IoBudget(disk_write=size_mb << 20)
     d.register("raw", raw, expected_io=budget)

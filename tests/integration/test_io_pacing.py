@@ -101,6 +101,29 @@ async def test_demo_io_goes_through_the_pacer(make_scheduler: MakeScheduler) -> 
     assert syncer.steps >= 3
 
 
+async def test_writeback_steps_are_smaller_while_the_pacer_may_hold_callers_back(
+    make_scheduler: MakeScheduler, tmp_path: Path
+) -> None:
+    payload = os.urandom(2 * MIB)
+
+    def write(p: Any, ctx: Any) -> Any:
+        with open(tmp_path / f"{p}.bin", "wb") as f:
+            ctx.io.write_sync(f, payload)
+
+    d = Domain("t")
+    d.register("write", write)
+    steps = {}
+    for name, limit in (("unpaced", None), ("paced", 1024 * MIB)):
+        sched = await make_scheduler(d, path=str(tmp_path / f"{name}.db"), io_rate_limit_bps=limit)
+        syncer = counting(sched)
+        rec = await sched.wait_for((await sched.submit("t::write", name)).id, timeout=30)
+        assert rec.status == Status.COMPLETED, rec.last_error
+        steps[name] = syncer.steps
+    # Every io_writeback_bytes (1 MiB) alone; every 256 KiB while paced (a
+    # foreground request queues behind one short request, not a long one).
+    assert steps == {"unpaced": 2, "paced": 8}
+
+
 async def test_async_and_sync_forms(make_scheduler: MakeScheduler, tmp_path: Path) -> None:
     payload = os.urandom(200 * KIB)
 
@@ -172,6 +195,125 @@ async def test_a_task_waiting_for_the_pacer_is_cancelled_at_once(
         await sched.cancel(res.id)
         await until(lambda: not sched.running() and not sched.executions.busy_slots(), 5)
         assert (await sched.get(res.id)).status == Status.CANCELLED
+
+
+class Truncations:
+    """``os.ftruncate``, recording the sizes files over 256 KiB are cut to (not the store lock)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        real = os.ftruncate
+
+        def record(fd: int, size: int) -> None:
+            if os.fstat(fd).st_size > 256 * KIB:
+                self.sizes.append(size)
+            real(fd, size)
+
+        monkeypatch.setattr(os, "ftruncate", record)
+
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="a plain unlink elsewhere")
+
+
+@posix_only
+async def test_remove_takes_the_name_at_once_and_the_blocks_a_step_at_a_time(
+    make_scheduler: MakeScheduler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cuts = Truncations(monkeypatch)
+    size = MIB + 5
+
+    def sync_form(p: Any, ctx: Any) -> Any:
+        path = tmp_path / "s.bin"
+        path.write_bytes(os.urandom(size))
+        ctx.io.remove_sync(path)
+        return path.exists()
+
+    async def async_form(p: Any, ctx: Any) -> Any:
+        path = tmp_path / "a.bin"
+        path.write_bytes(os.urandom(size))
+        await ctx.io.remove(str(path))
+        return path.exists()
+
+    d = Domain("t")
+    d.register("sync", sync_form)
+    d.register("async", async_form)
+    sched = await make_scheduler(d, io_rate_limit_bps=1024 * MIB)  # limited, not slow
+    pacer = sched.awareness.io.pacer
+    for name in ("sync", "async"):
+        cuts.sizes.clear()
+        before = pacer.totals().write_bytes
+        rec = await sched.wait_for((await sched.submit(f"t::{name}")).id, timeout=30)
+        assert rec.status == Status.COMPLETED and rec.result is False, rec.last_error
+        step = 256 * KIB
+        assert cuts.sizes == [size - step, size - 2 * step, size - 3 * step, size - 4 * step]
+        # Each step waits for the pacer as an eighth of it written would; no
+        # byte of it counts as the task's IO.
+        assert pacer.totals().write_bytes - before == 4 * step // 8
+        assert rec.actual_io is None or rec.actual_io.disk_write == 0
+
+
+async def test_remove_is_a_plain_unlink_unpaced_or_for_links(
+    make_scheduler: MakeScheduler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cuts = Truncations(monkeypatch)
+    data = os.urandom(MIB)
+
+    def remove(p: Any, ctx: Any) -> Any:
+        (tmp_path / "plain.bin").write_bytes(data)
+        ctx.io.remove_sync(tmp_path / "plain.bin")
+        if p["links"]:
+            (tmp_path / "target.bin").write_bytes(data)
+            (tmp_path / "symlink").symlink_to(tmp_path / "target.bin")
+            ctx.io.remove_sync(tmp_path / "symlink")
+            os.link(tmp_path / "target.bin", tmp_path / "hardlink")
+            ctx.io.remove_sync(tmp_path / "hardlink")
+        ctx.io.remove_sync(tmp_path / "never-there", missing_ok=True)
+        try:
+            ctx.io.remove_sync(tmp_path / "never-there")
+        except FileNotFoundError:
+            return sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".bin")
+        return "no error"
+
+    d = Domain("t")
+    d.register("remove", remove)
+    unpaced = await make_scheduler(d)
+    rec = await unpaced.wait_for((await unpaced.submit("t::remove", {"links": False})).id, 30)
+    assert rec.result == [] and cuts.sizes == []  # unpaced: one unlink, nothing to spread
+    if os.name == "posix":
+        paced = await make_scheduler(d, path=str(tmp_path / "paced.db"), io_rate_limit_bps=MIB)
+        rec = await paced.wait_for((await paced.submit("t::remove", {"links": True})).id, 30)
+        step = 256 * KIB
+        assert rec.result == ["target.bin"] and cuts.sizes == [3 * step, 2 * step, step]
+        # The links went as names: the file they named is whole.
+        assert (tmp_path / "target.bin").read_bytes() == data
+
+
+@posix_only
+async def test_a_cancelled_task_removes_what_is_left_at_once(
+    make_scheduler: MakeScheduler, tmp_path: Path
+) -> None:
+    started = asyncio.Event()
+    path = tmp_path / "big.bin"
+
+    def task(p: Any, ctx: Any) -> Any:
+        path.write_bytes(os.urandom(4 * MIB))
+        try:
+            ctx.io.pace_sync(write=1)  # within the burst
+            loop.call_soon_threadsafe(started.set)
+            ctx.io.pace_sync(write=100 * MIB)  # days at 1 KiB/s
+        finally:
+            ctx.io.remove_sync(path)  # would take days too, were it paced
+
+    loop = asyncio.get_running_loop()
+    d = Domain("t")
+    d.register("task", task)
+    sched = await make_scheduler(d, io_rate_limit_bps=1024)
+    res = await sched.submit("t::task")
+    await asyncio.wait_for(started.wait(), 10)
+    await sched.cancel(res.id)
+    await until(lambda: not sched.running() and not sched.executions.busy_slots(), 5)
+    assert (await sched.get(res.id)).status == Status.CANCELLED
+    assert not path.exists()
 
 
 def _thread_ioprio() -> int:

@@ -8,7 +8,7 @@ Any client can exercise the scheduler with these without writing Python.
 - ``demo::fail {times, retryable?: true, message?}``: fails while attempt <=
   ``times`` (``-1``: always), then completes with ``{"attempts": n}``.
 - ``demo::io {read_bytes, write_bytes}``: really writes then reads that many
-  bytes in a temp file (fsynced) through ``ctx.io`` (paced, see
+  bytes in a temp file (fsynced, then removed) through ``ctx.io`` (paced, see
   :mod:`taskmill.scheduler.taskio`) and records the IO.
 - ``demo::fanout {children, child_ms, fail_index?}``: spawns ``children``
   ``demo::sleep`` children (the one at ``fail_index`` is a ``demo::fail`` that
@@ -108,7 +108,7 @@ def _io(payload: Any, ctx: TaskContext) -> Any:
                 read += len(data)
                 ctx.progress.report_fraction(write_bytes + read, total, "reading")
     finally:
-        os.unlink(path)
+        ctx.io.remove_sync(path)
     return {"read_bytes": read, "write_bytes": write_bytes}
 
 

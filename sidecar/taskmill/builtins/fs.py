@@ -119,8 +119,7 @@ def fs_domain(roots: Sequence[str | os.PathLike[str]]) -> Domain:
                 os.fsync(fout.fileno())
             os.replace(tmp, dst)
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            ctx.io.remove_sync(tmp, missing_ok=True)  # left only by a failure
         return {"bytes": done}
 
     class Scan:

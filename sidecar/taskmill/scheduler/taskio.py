@@ -5,12 +5,12 @@ one :class:`IoPacing`. Through it, bytes are read and written in chunks of
 ``io_chunk_bytes`` (``io_writeback_bytes`` while the pacer holds nobody
 back), each waiting for the shared pacer (whose rate the latency
 target steers, see :mod:`taskmill.resource.latency`), and written bytes are
-pushed to the disk every ``io_writeback_bytes`` (:mod:`taskmill.resource.writeback`)
-so the kernel never holds a large flush that the user's own saves would wait
-behind. The bytes count as the task's IO (``ctx.actual_io``): no
-``record_*_bytes`` for them. A task of background priority (192 and less
-urgent) does its paced IO at the OS's background IO priority
-(:mod:`taskmill.resource.ioprio`).
+pushed to the disk every ``io_writeback_bytes`` (:mod:`taskmill.resource.writeback`;
+every 256 KiB at most while the pacer may hold callers back) so the kernel
+never holds a large flush that the user's own saves would wait behind. The
+bytes count as the task's IO (``ctx.actual_io``): no ``record_*_bytes`` for
+them. A task of background priority (192 and less urgent) does its paced IO
+at the OS's background IO priority (:mod:`taskmill.resource.ioprio`).
 
 Each operation has an async form, for ``async def`` executors (it runs on an
 executor thread), and a ``_sync`` form, for plain ``def`` executors (already
@@ -29,6 +29,10 @@ on one)::
                 h.update(chunk)
         return h.hexdigest()
 
+A file the task made and no longer needs goes with ``ctx.io.remove(path)``
+(``remove_sync``): its name at once, its blocks a step at a time, paced, so
+the file system never discards (TRIMs) a whole file's worth in one go.
+
 IO that cannot go through these (a library writing on its own) can still be
 paced: ``await ctx.io.pace(write=n)`` (or ``ctx.io.pace_sync(read=n)``)
 before moving ``n`` bytes. A cancelled task waiting for the pacer raises
@@ -38,7 +42,9 @@ before moving ``n`` bytes. A cancelled task waiting for the pacer raises
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -59,6 +65,20 @@ FileArg = int | BinaryIO
 
 #: Open files a task's ``io`` keeps a writeback count for, at most.
 _MAX_BACKLOGS = 64
+
+#: Bytes between two writeback steps, at most, while the pacer may hold
+#: callers back: the smaller the step, the shorter the request a foreground
+#: save can queue behind (docs/benchmarks.md, issue 20).
+_PACED_WRITEBACK = 256 * 1024
+
+#: Bytes :meth:`TaskIo.remove_sync` gives back per step.
+_REMOVE_STEP = 256 * 1024
+#: A step of removal waits for the pacer as writing this share of its bytes
+#: would: discarding freed blocks costs the device less than writing them,
+#: but not nothing. What matters is that the steps are spread out; an eighth
+#: did that as well as a quarter (docs/benchmarks.md, issue 20) and takes
+#: less of the batch's allowance.
+_REMOVE_SHARE = 1 / 8
 
 
 class IoPacing:
@@ -145,8 +165,9 @@ class TaskIo:
     def write_sync(self, f: FileArg, data: bytes | bytearray | memoryview) -> int:
         """Write all of ``data`` to ``f``, chunk by chunk, each after the pacer lets it.
 
-        Every ``io_writeback_bytes`` written to the same file, the previous
-        step's writeback is waited for and the next is started. This is not
+        Every ``io_writeback_bytes`` written to the same file (every 256 KiB
+        at most while the pacer may hold callers back), the previous step's
+        writeback is waited for and the next is started. This is not
         durability: ``os.fsync`` when the data must survive a crash.
 
         Raises:
@@ -164,7 +185,10 @@ class TaskIo:
                 self._ctx.check_cancelled()
                 self.pace_sync(write=len(piece))
                 _write_all(f, piece)
-                if backlog is not None and backlog.wrote(len(piece)):
+                if backlog is None:
+                    continue
+                backlog.every_bytes = self._writeback_every()
+                if backlog.wrote(len(piece)):
                     if not isinstance(f, int):
                         f.flush()
                     backlog.step(fd)
@@ -202,7 +226,77 @@ class TaskIo:
                 self.pace_sync(read=len(got))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    async def remove(self, path: str | os.PathLike[str], *, missing_ok: bool = False) -> None:
+        """Delete the file at ``path``, giving its blocks back a step at a time.
+
+        Runs :meth:`remove_sync` on an executor thread.
+        """
+        await run_sync(functools.partial(self.remove_sync, path, missing_ok=missing_ok))
+
+    def remove_sync(self, path: str | os.PathLike[str], *, missing_ok: bool = False) -> None:
+        """Delete the file at ``path``: the name at once, the blocks a step at a time.
+
+        Freeing a file's blocks is work for the device too: on an SSD or a
+        thin-provisioned virtual disk the file system discards (TRIMs) them,
+        and one large discard holds up the user's own requests the way one
+        large write does. So while the pacer may hold callers back, the name
+        is unlinked at once and the open file is then cut from its end 256
+        KiB at a time, each step waiting for the pacer as writing an eighth
+        of it would. When the pacer lets everything through, or for anything
+        but a regular file with this one name (a symlink, a hard-linked
+        file), or off POSIX, it is a plain ``os.unlink``. Another process
+        that has the file open sees it shrink: meant for files the task owns
+        (its temporary and output files). Never raises
+        :class:`~taskmill.errors.TaskCancelled`: a cancelled task's cleanup
+        gives back the rest at once.
+
+        Raises:
+            FileNotFoundError: no such file (unless ``missing_ok``).
+            OSError: from ``os.unlink`` (a folder, no permission).
+        """
+        try:
+            self._remove(os.fspath(path))
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+
     # -- inside ---------------------------------------------------------------------------
+
+    def _remove(self, path: str) -> None:
+        pacer = self.pacer
+        st = os.lstat(path)
+        if (
+            os.name != "posix"
+            or not pacer.limited
+            or not stat.S_ISREG(st.st_mode)
+            or st.st_nlink != 1
+            or st.st_size <= _REMOVE_STEP
+        ):
+            os.unlink(path)
+            return
+        try:
+            # Never follow a link, never wait for a reader (a fifo swapped in).
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            os.unlink(path)  # not ours to open (permissions): a plain unlink
+            return
+        try:
+            opened = os.fstat(fd)
+            os.unlink(path)
+            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                return  # replaced meanwhile: the name is gone, the rest is not ours
+            size = opened.st_size
+            charge = max(1, int(_REMOVE_STEP * _REMOVE_SHARE))
+            stop = self._ctx.cancelled.is_set
+            while size > _REMOVE_STEP:
+                if not pacer.pace_sync(write=charge, stop=stop):
+                    break  # cancelled: the rest goes with the close
+                if os.fstat(fd).st_nlink != 0:
+                    break  # linked again meanwhile: its data is someone's
+                size -= _REMOVE_STEP
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
 
     def _chunk(self) -> int:
         """Bytes per call to the OS: small while the pacer may hold callers
@@ -211,6 +305,16 @@ class TaskIo:
         if self.pacer.limited:
             return settings.chunk_bytes
         return max(settings.chunk_bytes, settings.writeback_bytes)
+
+    def _writeback_every(self) -> int:
+        """Bytes between two writeback steps: at most :data:`_PACED_WRITEBACK`
+        while the pacer may hold callers back (someone else may be using the
+        disk: each step is one request their own wait behind), ``io_writeback_bytes``
+        when it lets everything through."""
+        every = self._pacing.settings.writeback_bytes
+        if self.pacer.limited:
+            return min(every, _PACED_WRITEBACK)
+        return every
 
     def _count(self, read: int, write: int) -> None:
         if read:
