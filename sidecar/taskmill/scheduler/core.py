@@ -343,16 +343,19 @@ class Scheduler(Control, Queries):
                 1
                 for e in effects
                 if e.outcome is not Outcome.DUPLICATE
+                and (e.new_priority is None or e.new_priority < least)
                 and e.record is not None
                 and e.record.status is Status.PENDING
                 and e.record.effective_priority < least
             )
+        preempt = self.config.preempt_priority
         urgent = [
             e.record
             for e in effects
             if e.outcome is not Outcome.DUPLICATE
+            and (e.new_priority is None or e.new_priority <= preempt)  # before building a record
             and e.record is not None
-            and e.record.priority <= self.config.preempt_priority
+            and e.record.priority <= preempt
             and e.record.status is Status.PENDING
             and (e.record.run_after is None or e.record.run_after <= now)
         ]

@@ -363,6 +363,16 @@ class EventBus:
         for sub in list(self._subs.values()):
             sub.close()
 
+    def wants(self, kind: str) -> bool:
+        """Whether any subscription may want events of ``kind`` (when not, the
+        caller may skip building what the event would carry, and call
+        :meth:`skip` to keep the sequence numbers as if it were emitted)."""
+        return kind in self._kinds or None in self._kinds
+
+    def skip(self) -> None:
+        """Count an event nobody wants without building it."""
+        self._seq += 1
+
     def emit(self, kind: str, rec: TaskRecord | None = None, /, **fields: Any) -> Event | None:
         """Emit an event; task events take the record their header is built from."""
         self._seq += 1

@@ -66,8 +66,11 @@ class Reactions:
                 if eff.stop_running:
                     self._executions.stop(eff.old_record.id, "superseded")
                 self._events.emit("superseded", eff.old_record, new_task_id=eff.id)
-            assert eff.record is not None
-            self._events.emit("submitted", eff.record, outcome=eff.outcome.value)
+            if self._events.wants("submitted"):
+                assert eff.record is not None
+                self._events.emit("submitted", eff.record, outcome=eff.outcome.value)
+            else:
+                self._events.skip()  # and the record is never built
             if eff.cascade is not None:
                 self.effects(eff.cascade)
         if changed:

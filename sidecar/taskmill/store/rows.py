@@ -300,14 +300,22 @@ def record_from_row(row: sqlite3.Row, *, history: bool = False) -> TaskRecord:
 
 @dataclass(slots=True, kw_only=True)
 class SubmitEffect:
-    """What one submission did, with what the scheduler needs to react."""
+    """What one submission did, with what the scheduler needs to react.
+
+    A task inserted as given carries ``new`` (the item, its id, the time and
+    its status) instead of a record: :attr:`record` builds it when first
+    asked, and a batch nobody watches (no ``submitted`` subscription, no
+    preemption) never builds one.
+    """
 
     outcome: Outcome
     id: int
     #: The task whose key matched (duplicate/upgraded/requeued/superseded).
     replaced_id: int | None = None
-    #: The record as it now stands (None for duplicate).
-    record: TaskRecord | None = None
+    #: The record as it now stands (None for duplicate): see :attr:`record`.
+    built: TaskRecord | None = None
+    #: ``(item, id, now, status)`` of an insert whose record is not built yet.
+    new: tuple[NewTask, int, int, Status] | None = None
     #: For supersede: the old record (its header goes in the superseded event).
     old_record: TaskRecord | None = None
     #: For supersede of a running or waiting task: it must be stopped.
@@ -316,6 +324,20 @@ class SubmitEffect:
     cancelled: list[CancelledTask] = field(default_factory=list)
     #: What cancelling them did further on (their dependents failed, say).
     cascade: Effects | None = None
+
+    @property
+    def record(self) -> TaskRecord | None:
+        """The record as it now stands (None for duplicate)."""
+        if self.built is None and self.new is not None:
+            self.built = record_from_new(*self.new)
+            self.new = None
+        return self.built
+
+    @property
+    def new_priority(self) -> int | None:
+        """The priority of an insert whose record is not built yet (else None):
+        a check that fails on it needs no record."""
+        return None if self.new is None else self.new[0].priority
 
 
 class Admission:

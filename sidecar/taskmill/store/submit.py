@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..errors import InvalidParams
-from ..model import Outcome, Status, TaskRecord
+from ..model import Outcome, Status
 from .cascade import _cancel_children
 from .rows import Effects, NewTask, SubmitEffect, record_from_new, record_from_row
 from .schema import key_hash
@@ -166,8 +166,9 @@ def _record_run(
     if tag_rows:
         conn.executemany("INSERT INTO task_tags (task_id, key, value) VALUES (?, ?, ?)", tag_rows)
     for task_id, i, status in ours:
-        rec = record_from_new(items[i], task_id, now, status)
-        effects[i] = SubmitEffect(outcome=Outcome.INSERTED, id=task_id, record=rec)
+        effects[i] = SubmitEffect(
+            outcome=Outcome.INSERTED, id=task_id, new=(items[i], task_id, now, status)
+        )
 
 
 def _task_params(
@@ -259,8 +260,10 @@ def _creates_cycle(conn: sqlite3.Connection, task_id: int, deps: Iterable[int]) 
     return row is not None
 
 
-def _insert_new(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses) -> TaskRecord:
-    """Insert a task whose key is free."""
+def _insert_new(
+    conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses
+) -> tuple[NewTask, int, int, Status]:
+    """Insert a task whose key is free; what its record is built from."""
     waiting = _resolve_dependencies(conn, item) if item.depends_on else []
     status = Status.BLOCKED if waiting else Status.PENDING
     reasons = pauses.reasons(item) if status is Status.PENDING else 0
@@ -277,7 +280,7 @@ def _insert_new(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Paus
             "INSERT OR IGNORE INTO task_deps (task_id, depends_on_id) VALUES (?, ?)",
             [(task_id, d) for d in waiting],
         )
-    return record_from_new(item, task_id, now, status)
+    return item, task_id, now, status
 
 
 def _by_key(conn: sqlite3.Connection, item: NewTask) -> sqlite3.Row | None:
@@ -291,8 +294,8 @@ def _by_key(conn: sqlite3.Connection, item: NewTask) -> sqlite3.Row | None:
 def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses) -> SubmitEffect:
     existing = _by_key(conn, item)
     if existing is None:
-        rec = _insert_new(conn, item, now, pauses)
-        return SubmitEffect(outcome=Outcome.INSERTED, id=rec.id, record=rec)
+        new = _insert_new(conn, item, now, pauses)
+        return SubmitEffect(outcome=Outcome.INSERTED, id=new[1], new=new)
     old = record_from_row(existing)
     status = old.status
     if item.on_duplicate == "supersede":
@@ -300,7 +303,7 @@ def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Paus
     if status in (Status.PENDING, Status.PAUSED, Status.BLOCKED) and item.priority < old.priority:
         conn.execute("UPDATE tasks SET priority = ? WHERE id = ?", (item.priority, old.id))
         rec = old.evolve(priority=item.priority, effective_priority=item.priority)
-        return SubmitEffect(outcome=Outcome.UPGRADED, id=old.id, replaced_id=old.id, record=rec)
+        return SubmitEffect(outcome=Outcome.UPGRADED, id=old.id, replaced_id=old.id, built=rec)
     if status is Status.RUNNING and item.payload_json != existing["payload"]:
         prio = item.priority
         if existing["requeue"] and existing["requeue_priority"] is not None:
@@ -309,7 +312,7 @@ def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Paus
             "UPDATE tasks SET requeue = 1, requeue_priority = ?, requeue_payload = ? WHERE id = ?",
             (prio, item.payload_json, old.id),
         )
-        return SubmitEffect(outcome=Outcome.REQUEUED, id=old.id, replaced_id=old.id, record=old)
+        return SubmitEffect(outcome=Outcome.REQUEUED, id=old.id, replaced_id=old.id, built=old)
     return SubmitEffect(outcome=Outcome.DUPLICATE, id=old.id, replaced_id=old.id)
 
 
@@ -324,7 +327,7 @@ def _supersede(
     cascade = Effects()
     cancelled = _cancel_children(conn, old.id, now, "superseded", cascade)
     _delete_active(conn, old.id)
-    new = _insert_new(conn, item, now, pauses)
+    new = record_from_new(*_insert_new(conn, item, now, pauses))
     conn.execute("UPDATE task_deps SET depends_on_id = ? WHERE depends_on_id = ?", (new.id, old.id))
     waiting = [
         r[0]
@@ -336,7 +339,7 @@ def _supersede(
         outcome=Outcome.SUPERSEDED,
         id=new.id,
         replaced_id=old.id,
-        record=new,
+        built=new,
         old_record=old,
         stop_running=old.status in (Status.RUNNING, Status.WAITING),
         cancelled=cancelled,

@@ -77,6 +77,19 @@ def test_kinds_no_one_wants_end_early_and_follow_unsubscribes() -> None:
     assert list(iter(nothing.get_nowait, None)) == []
 
 
+def test_an_event_skipped_unbuilt_still_takes_its_seq() -> None:
+    bus = EventBus(lambda: 0)
+    assert not bus.wants("submitted")  # no subscription at all
+    bus.skip()
+    done = bus.subscribe(EventFilter.of(kinds=["completed"]))
+    assert not bus.wants("submitted") and bus.wants("completed")
+    bus.skip()
+    bus.emit("completed", rec(1))
+    assert [e.seq for e in iter(done.get_nowait, None)] == [3]
+    bus.subscribe()
+    assert bus.wants("submitted")
+
+
 def test_overflow_becomes_one_lagged_at_the_gap() -> None:
     bus = EventBus(lambda: 0)
     sub = bus.subscribe(maxsize=4)
