@@ -32,4 +32,4 @@ def test_io_settings_are_checked_and_named() -> None:
             SchedulerConfig(**changes)
         assert err.value.field == field
     io = SchedulerConfig(io_rate_limit_bps=1e6, io_writeback_bytes=0).io
-    assert (io.rate_limit_bps, io.writeback_bytes, io.latency_target_ms) == (1e6, 0, 0.2)
+    assert (io.rate_limit_bps, io.writeback_bytes, io.latency_target_ms) == (1e6, 0, 0.22)

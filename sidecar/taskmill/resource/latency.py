@@ -22,16 +22,21 @@ disk is busy; quiet ``quiet_listens`` times in a row, it is ours.
   (an EWMA, ``smoothing`` the weight of a new one): a fixed rate just under
   the knee protects the foreground's tail better than a sawtooth over it, so
   the steps near the target are small. Over the target the rate is cut by
-  ``decrease``, or by ``target / latency`` when that cuts deeper (latency
-  grows with the queue we keep, so the cut aims at the target in one step;
-  down to ``deepest`` of the rate); at most once per ``cooldown_s``, so a cut
-  is seen before the next. A single sample over ``spike`` times the target
-  (someone else's burst, or a busy spell that just began) counts at once,
-  without waiting for the smoothed latency. Under the target, the rate climbs
-  back toward the rate it was cut from (``recover`` of the way per sample),
-  then beyond it by ``increase`` of itself per second (times ``target /
-  latency``, up to 4, far under the target), unless our own IO does not use
-  half of it (no growth for an allowance nobody uses). Never below
+  ``target / latency`` (latency grows with the queue we keep, so the cut aims
+  at the target in one step), by ``decrease`` at least and down to
+  ``deepest`` of the rate at most; at most once per ``cooldown_s``, so a cut
+  is seen before the next. Below the knee the device's latency is mostly our
+  own short requests' and hardly moves with the rate, so a latency that
+  hovers at the target must cost a few percent, not a fixed large cut. A
+  single sample over ``spike`` times the target (someone else's burst, or a
+  busy spell that just began) counts at once, without waiting for the
+  smoothed latency. Under the target, the rate climbs back toward the rate
+  it was cut from (``recover`` of the way per sample), then beyond it by
+  ``increase`` of itself per second (times ``target / latency``, up to 4,
+  far under the target), unless our own IO does not use half of it (no
+  growth for an allowance nobody uses). Until the first cut of a busy spell
+  it grows by ``ramp`` per second at least: the spell starts from a moderate
+  rate and finds the knee within a second or two. Never below
   ``floor_bps``. A busy spell starts from the last rate that met the target,
   else from ``start_bps`` (or what we were doing, when that was less).
 - **Ours alone**: the limit is lifted (``ceiling_bps``; None: full speed).
@@ -74,8 +79,9 @@ class LatencyTarget:
     ceiling_bps: float | None = None
     #: Weight of a new latency sample in the smoothed latency (0 < w <= 1).
     smoothing: float = 0.3
-    #: Factor applied on a cut (0 < decrease < 1).
-    decrease: float = 0.85
+    #: The least cut: the factor applied when the latency is just over the
+    #: target (0 < decrease < 1); further over, the cut is ``target / latency``.
+    decrease: float = 0.95
     #: A sample this many times over the target cuts by target / latency, down
     #: to ``deepest`` of the rate.
     spike: float = 2.0
@@ -84,6 +90,9 @@ class LatencyTarget:
     recover: float = 0.3
     #: Growth per second past that rate, as a fraction of the rate.
     increase: float = 0.3
+    #: Growth per second before the first cut of a busy spell (a slow start:
+    #: from a moderate rate, find the knee quickly, then creep).
+    ramp: float = 1.0
     #: Seconds between two latency samples.
     interval_s: float = 0.1
     #: Least time between two cuts.
@@ -103,7 +112,7 @@ class LatencyTarget:
     quiet_listens: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("target_ms", "floor_bps", "increase", "interval_s", "cooldown_s"):
+        for name in ("target_ms", "floor_bps", "increase", "ramp", "interval_s", "cooldown_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("listen_every_s", "listen_every_busy_s", "settle_s", "listen_s"):
@@ -290,7 +299,10 @@ def _aimd(state: Steering, sample: DiskSample, target: LatencyTarget) -> Steerin
             # Faster the further under the target (up to 4x): below the knee
             # latency hardly moves, so creeping would waste the disk.
             room = 4.0 if not smoothed else min(4.0, max(1.0, target.target_ms / smoothed))
-            grown = rate * (1.0 + target.increase * room * sample.interval_s)
+            per_s = target.increase * room
+            if state.cut_at is None:  # no cut yet this busy spell: still looking for the knee
+                per_s = max(per_s, target.ramp)
+            grown = rate * (1.0 + per_s * sample.interval_s)
         grown = _clamp(grown, target)
     return dataclasses.replace(state, rate_bps=grown, reason="under_target", safe_bps=rate)
 

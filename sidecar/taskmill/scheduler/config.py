@@ -107,7 +107,7 @@ class SchedulerConfig:
     #: built-in ``fs`` and ``demo`` tasks) keeps under while other processes use
     #: the disk; with no one else on the disk it runs at full speed. Needs
     #: resource monitoring; 0 turns the target off.
-    io_latency_target_ms: float = 0.2
+    io_latency_target_ms: float = 0.22
     #: How often the disks are sampled for the latency target.
     io_sample_interval_ms: int = 100
     #: The least bytes/s paced IO gets under the latency target (a lower
