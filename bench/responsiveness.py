@@ -15,9 +15,11 @@ scheduler starts to the end.
 - **awareness on**: the same tasks, with monitoring and the gating of whole
   task starts (IO budget, throttle policy) but no latency target.
 - **latency target**: the tasks write through ``ctx.io`` (paced, a bounded
-  dirty backlog) with the sidecar's defaults: monitoring on and the latency
-  target (``io_latency_target_ms``) steering the pacer; with the probe
-  (foreground busy) and without it (foreground idle).
+  dirty backlog) and delete their files through it (``ctx.io.remove_sync``:
+  the blocks given back a step at a time) with the sidecar's defaults:
+  monitoring on and the latency target (``io_latency_target_ms``) steering
+  the pacer; with the probe (foreground busy) and without it (foreground
+  idle).
 - **fixed rate R MB/s**: the ``ctx.io`` tasks at a fixed pacer rate (no target),
   with the probe: the static sweep the latency target is compared with.
 
