@@ -411,13 +411,11 @@ class Claimed:
         cls,
         row: sqlite3.Row,
         effective: int | None,
-        at: dict[str, int] | None = None,
+        at: dict[str, int],
     ) -> Claimed:
         """A claim of a ``tasks`` row (``SELECT *``) at ``effective`` priority
         (None: its own); the record is decoded on first use. ``at``: the
-        row's column positions, when the caller has them."""
-        if at is None:
-            at = _positions(row)
+        row's column positions (:func:`_positions`, once per claim)."""
         out = cls.__new__(cls)
         out._record = None
         out._row = row
