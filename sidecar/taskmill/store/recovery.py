@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from .cascade import recheck_waiting
+from .ids import raise_floor
 from .pauses import clear_pause_bit
 from .rows import PAUSE_DOMAIN, PAUSE_GLOBAL, PAUSE_GROUP, PAUSE_PREEMPTION
 from .tables import NOT_PENDING
@@ -80,10 +81,12 @@ def prune_history(
         top = conn.execute("SELECT MAX(history_id) FROM history").fetchone()[0]
         if top is not None and top - max_count > 0:
             cutoff = top - max_count
+            raise_floor(conn)  # the ids of the rows deleted are never given again
             conn.execute("DELETE FROM history_tags WHERE history_id <= ?", (cutoff,))
             removed += conn.execute("DELETE FROM history WHERE history_id <= ?", (cutoff,)).rowcount
     if max_age_ms is not None:
         limit = now - max_age_ms
+        raise_floor(conn)
         conn.execute(
             "DELETE FROM history_tags WHERE history_id IN "
             "(SELECT history_id FROM history WHERE finished_at < ?)",

@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 from ..errors import NotFound
+from .ids import take_ids
 from .pauses import _pause_queued, clear_pause_bit
 from .rows import PAUSE_DOMAIN, PAUSE_GROUP, PAUSE_SCHEDULE
 from .tables import _paused_sets
@@ -58,12 +59,14 @@ def _next_occurrence(
     if values["ttl_ms"] is not None and values["ttl_from"] == "submission":
         expires = now + values["ttl_ms"]
     cols = _OCCURRENCE_COPY.split(", ")
-    new_id = conn.execute(
-        f"INSERT INTO tasks ({_OCCURRENCE_COPY}, status, delayed, created_at, run_after, "
+    new_id = take_ids(conn)
+    conn.execute(
+        f"INSERT INTO tasks (id, {_OCCURRENCE_COPY}, status, delayed, created_at, run_after, "
         "expires_at, recurring_count, recurring_paused, pause_reasons, paused_at, "
         "recurring_due_at) "
-        f"VALUES ({', '.join('?' * len(cols))}, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        f"VALUES (?, {', '.join('?' * len(cols))}, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
+            new_id,
             *(values[c] for c in cols),
             "paused" if bits else "pending",
             now,
@@ -75,7 +78,7 @@ def _next_occurrence(
             now if bits else None,
             due,
         ),
-    ).fetchone()[0]
+    )
     conn.execute(
         "INSERT INTO task_tags (task_id, key, value) "
         "SELECT ?, key, value FROM history_tags WHERE history_id = "

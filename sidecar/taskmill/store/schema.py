@@ -10,6 +10,7 @@ import urllib.parse
 from importlib import resources
 
 from ..errors import StorageError
+from .ids import Connection, drop_autoincrement
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -61,7 +62,11 @@ def open_connection(
     """
     try:
         conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+            path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=busy_timeout_ms / 1000,
+            factory=Connection,
         )
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from exc
@@ -103,6 +108,7 @@ def open_connection(
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        drop_autoincrement(conn)  # schema 7: where a crash or SQLite left it in
     except StorageError:
         conn.close()
         raise

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import InvalidParams
 from ..model import Outcome, Status
 from .cascade import _cancel_children
+from .ids import take_ids
 from .rows import Effects, NewTask, SubmitEffect, record_from_new, record_from_row
 from .schema import key_hash
 from .tables import _active, _delete_active, _insert_tags, _Pauses, _to_history
@@ -79,13 +80,13 @@ _PAUSED = "SELECT 0, group_key FROM paused_groups UNION ALL SELECT 1, domain FRO
 
 _INSERT_TASK = """
 INSERT INTO tasks (
-    task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
+    id, task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
     fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
     expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure, depends_on,
     recurring_interval_ms, recurring_max, recurring_due_at, pause_reasons, paused_at, tags,
     key_hash
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-    ?)
+    ?, ?)
 """
 
 
@@ -128,14 +129,12 @@ def _insert_run(
     """Insert plain tasks (no dependencies, no supersede) in one statement.
 
     The keys are looked up first (by hash, a few queries for the run); the
-    free ones are inserted together (with AUTOINCREMENT and the single writer
-    inside this transaction, their ids are consecutive after the current
-    sequence), then the taken ones go through the one-by-one dedup path.
+    free ones are inserted together, with consecutive ids, then the taken
+    ones go through the one-by-one dedup path.
     """
     hashes = [key_hash(items[i].task_type, items[i].key) for i in run]
     taken = _taken(conn, items, run, hashes)
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'tasks'").fetchone()
-    first = (row[0] if row else 0) + 1
+    first = take_ids(conn, len(run) - len(taken))
     rows: list[tuple[Any, ...]] = []
     ours: list[tuple[int, int, Status]] = []
     for i, h in zip(run, hashes, strict=True):
@@ -144,10 +143,10 @@ def _insert_run(
         item = items[i]
         reasons = pauses.reasons(item)
         status = Status.PAUSED if reasons else Status.PENDING
-        ours.append((first + len(rows), i, status))
-        rows.append(_task_params(item, now, status, reasons, h))
+        task_id = first + len(rows)
+        ours.append((task_id, i, status))
+        rows.append(_task_params(task_id, item, now, status, reasons, h))
     if rows:
-        # One writer, AUTOINCREMENT: the new ids follow the sequence, in order.
         conn.executemany(_INSERT_TASK, rows)
         _record_run(conn, items, ours, now, effects)
     for i in run:
@@ -172,7 +171,7 @@ def _record_run(
 
 
 def _task_params(
-    item: NewTask, now: int, status: Status, reasons: int, h: int | None = None
+    task_id: int, item: NewTask, now: int, status: Status, reasons: int, h: int | None = None
 ) -> tuple[Any, ...]:
     """_INSERT_TASK's parameters, by position (binding 31 names cost 10 us);
     ``h``: the key's hash, when already computed."""
@@ -181,6 +180,7 @@ def _task_params(
     if item.recurring_interval_ms is not None:
         due = item.run_after if item.run_after is not None else now
     return (
+        task_id,
         item.task_type,
         item.domain,
         item.key,
@@ -269,9 +269,8 @@ def _insert_new(
     reasons = pauses.reasons(item) if status is Status.PENDING else 0
     if reasons:
         status = Status.PAUSED
-    cur = conn.execute(_INSERT_TASK, _task_params(item, now, status, reasons))
-    task_id = cur.lastrowid
-    assert task_id is not None  # an INSERT sets it
+    task_id = take_ids(conn)
+    conn.execute(_INSERT_TASK, _task_params(task_id, item, now, status, reasons))
     _insert_tags(conn, task_id, item.tags)
     if item.recurring_interval_ms is not None:
         conn.execute("UPDATE tasks SET schedule_id = id WHERE id = ?", (task_id,))

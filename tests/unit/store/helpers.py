@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import replace
+from importlib import resources
 from typing import Any
 
 from taskmill.model import IoBudget, Outcome
@@ -26,6 +27,7 @@ from taskmill.store.rows import (
     NewTask,
     SubmitEffect,
 )
+from taskmill.store.schema import key_hash
 
 #: A fixed "now" (epoch ms); tests add offsets to it.
 NOW = 1_700_000_000_000
@@ -141,3 +143,24 @@ def status(conn: sqlite3.Connection, task_id: int) -> str | None:
         return str(row["status"])
     done = history_statuses(conn, task_id)
     return done[-1] if done else None
+
+
+def build_old(path: str, upto: int) -> None:
+    """A database as an older taskmill left it: migrations 1..``upto`` only."""
+    folder = resources.files("taskmill.store") / "migrations"
+    scripts = sorted(
+        (int(e.name.split("_", 1)[0]), e.read_text(encoding="utf-8"))
+        for e in folder.iterdir()
+        if e.name.endswith(".sql")
+    )
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.create_function("taskmill_key_hash", 2, key_hash)  # migration 5 backfills with it
+    body = "".join(script for number, script in scripts if number <= upto)
+    raw.executescript(f"BEGIN; {body}; PRAGMA user_version = {upto}; COMMIT;")
+    raw.execute(
+        "INSERT INTO tasks (task_type, domain, key, label, priority, status, max_retries, "
+        "created_at) VALUES ('d::old', 'd', 'k', 'k', 7, 'pending', 3, 1)"
+    )
+    if upto >= 5:  # as the taskmill of that schema wrote its rows
+        raw.execute("UPDATE tasks SET key_hash = taskmill_key_hash(task_type, key)")
+    raw.close()

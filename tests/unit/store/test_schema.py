@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ import pytest
 from taskmill.errors import StorageError
 from taskmill.model import Outcome
 from taskmill.store import queries
-from taskmill.store.schema import SCHEMA_VERSION, key_hash, open_connection, open_readonly
-from tests.unit.store.helpers import add, new_task, submit
+from taskmill.store.schema import SCHEMA_VERSION, open_connection, open_readonly
+from tests.unit.store.helpers import add, build_old, new_task, submit
 
 TABLES = {
     "tasks",
@@ -46,27 +45,6 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _build_old(path: str, upto: int) -> None:
-    """A database as an older taskmill left it: migrations 1..``upto`` only."""
-    folder = resources.files("taskmill.store") / "migrations"
-    scripts = sorted(
-        (int(e.name.split("_", 1)[0]), e.read_text(encoding="utf-8"))
-        for e in folder.iterdir()
-        if e.name.endswith(".sql")
-    )
-    raw = sqlite3.connect(path, isolation_level=None)
-    raw.create_function("taskmill_key_hash", 2, key_hash)  # migration 5 backfills with it
-    body = "".join(script for number, script in scripts if number <= upto)
-    raw.executescript(f"BEGIN; {body}; PRAGMA user_version = {upto}; COMMIT;")
-    raw.execute(
-        "INSERT INTO tasks (task_type, domain, key, label, priority, status, max_retries, "
-        "created_at) VALUES ('d::old', 'd', 'k', 'k', 7, 'pending', 3, 1)"
-    )
-    if upto >= 5:  # as the taskmill of that schema wrote its rows
-        raw.execute("UPDATE tasks SET key_hash = taskmill_key_hash(task_type, key)")
-    raw.close()
-
-
 def test_a_new_file_is_created_at_the_current_version_in_wal_mode(db_path: str) -> None:
     conn = open_connection(db_path)
     try:
@@ -98,7 +76,7 @@ def test_reopening_is_idempotent_and_keeps_the_data(db_path: str) -> None:
 
 @pytest.mark.parametrize("old", range(1, SCHEMA_VERSION))
 def test_an_older_database_is_migrated_forward_keeping_its_rows(db_path: str, old: int) -> None:
-    _build_old(db_path, old)
+    build_old(db_path, old)
     with pytest.raises(StorageError, match=r"older.*upgrade"):
         open_readonly(db_path)
     conn = open_connection(db_path)
