@@ -231,9 +231,13 @@ RECORD_ORDER = (
 )  # fmt: skip
 
 
-def record_from_row(row: sqlite3.Row, *, history: bool = False) -> TaskRecord:
-    """Decode a ``tasks`` or ``history`` row (``SELECT *``) into a record."""
-    at = _positions(row)
+def record_from_row(
+    row: sqlite3.Row, *, history: bool = False, at: dict[str, int] | None = None
+) -> TaskRecord:
+    """Decode a ``tasks`` or ``history`` row (``SELECT *``) into a record;
+    ``at``: its column positions, when the caller has them (:func:`_positions`)."""
+    if at is None:
+        at = _positions(row)
     v = tuple(row)
     priority: int = v[at["priority"]]
     expected = _io(
@@ -376,6 +380,7 @@ class Claimed:
     """
 
     __slots__ = (
+        "_at",
         "_effective",
         "_record",
         "_row",
@@ -397,6 +402,7 @@ class Claimed:
     ) -> None:
         self._record: TaskRecord | None = record
         self._row: sqlite3.Row | None = None
+        self._at: dict[str, int] | None = None
         self._effective: int | None = None
         self.dispatch_count = dispatch_count
         self.retry_policy_json = retry_policy_json
@@ -419,6 +425,7 @@ class Claimed:
         out = cls.__new__(cls)
         out._record = None
         out._row = row
+        out._at = at
         out._effective = effective
         out.dispatch_count = row[at["dispatch_count"]]
         out.retry_policy_json = row[at["retry_policy"]]
@@ -432,7 +439,7 @@ class Claimed:
         rec = self._record
         if rec is None:
             assert self._row is not None
-            rec = record_from_row(self._row)
+            rec = record_from_row(self._row, at=self._at)
             eff = self._effective
             if eff is not None and eff != rec.priority:
                 rec = rec.evolve(effective_priority=eff)
