@@ -261,16 +261,17 @@ def _creates_cycle(conn: sqlite3.Connection, task_id: int, deps: Iterable[int]) 
 
 
 def _insert_new(
-    conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses
+    conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses, h: int | None = None
 ) -> tuple[NewTask, int, int, Status]:
-    """Insert a task whose key is free; what its record is built from."""
+    """Insert a task whose key is free (``h``: its hash, if known); what its
+    record is built from."""
     waiting = _resolve_dependencies(conn, item) if item.depends_on else []
     status = Status.BLOCKED if waiting else Status.PENDING
     reasons = pauses.reasons(item) if status is Status.PENDING else 0
     if reasons:
         status = Status.PAUSED
     task_id = take_ids(conn)
-    conn.execute(_INSERT_TASK, _task_params(task_id, item, now, status, reasons))
+    conn.execute(_INSERT_TASK, _task_params(task_id, item, now, status, reasons, h))
     _insert_tags(conn, task_id, item.tags)
     if item.recurring_interval_ms is not None:
         conn.execute("UPDATE tasks SET schedule_id = id WHERE id = ?", (task_id,))
@@ -282,18 +283,19 @@ def _insert_new(
     return item, task_id, now, status
 
 
-def _by_key(conn: sqlite3.Connection, item: NewTask) -> sqlite3.Row | None:
+def _by_key(conn: sqlite3.Connection, item: NewTask, h: int) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM tasks WHERE key_hash = ? AND task_type = ? AND key = ?",
-        (key_hash(item.task_type, item.key), item.task_type, item.key),
+        (h, item.task_type, item.key),
     ).fetchone()
     return row
 
 
 def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Pauses) -> SubmitEffect:
-    existing = _by_key(conn, item)
+    h = key_hash(item.task_type, item.key)
+    existing = _by_key(conn, item, h)
     if existing is None:
-        new = _insert_new(conn, item, now, pauses)
+        new = _insert_new(conn, item, now, pauses, h)
         return SubmitEffect(outcome=Outcome.INSERTED, id=new[1], new=new)
     old = record_from_row(existing)
     status = old.status
