@@ -342,9 +342,17 @@ class _TypeCaps(Mapping[str, int]):
         self._registry = registry
 
     def __getitem__(self, task_type: str) -> int:
+        cap = self.get(task_type)
+        if cap is None:
+            raise KeyError(task_type)
+        return cap
+
+    def get(self, task_type: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        # The gate asks this of every candidate, and most types have no cap:
+        # Mapping.get would raise and catch a KeyError each time.
         tt = self._registry.find(task_type)
         if tt is None or tt.max_concurrency is None:
-            raise KeyError(task_type)
+            return default
         return tt.max_concurrency
 
     def __iter__(self) -> Iterator[str]:

@@ -122,3 +122,16 @@ def test_integers_messagepack_cannot_carry_are_refused() -> None:
     with pytest.raises(InvalidParams):
         encode_result({"big": 10**30})
     assert encode_payload({"f": 0.1234567890123456789})  # long digits, but a float
+
+
+def test_type_caps_name_only_the_types_that_have_one() -> None:
+    d = Domain("caps")
+    d.register("capped", lambda p, c: None, max_concurrency=2)
+    d.register("free", lambda p, c: None)
+    caps = TypeRegistry([d]).type_caps
+    assert caps.get("caps::capped") == 2 and caps["caps::capped"] == 2
+    assert caps.get("caps::free") is None and caps.get("caps::free", 7) == 7
+    assert caps.get("nope::x") is None
+    with pytest.raises(KeyError):
+        caps["caps::free"]
+    assert dict(caps) == {"caps::capped": 2}
