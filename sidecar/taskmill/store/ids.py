@@ -55,16 +55,16 @@ def drop_autoincrement(conn: sqlite3.Connection) -> bool:
     A rowid table stores its rows the same way with or without the keyword,
     so only the schema text changes (SQLite's documented way for changes that
     leave the stored content as it is): no row is rewritten, at any size. A
-    SQLite built to refuse schema edits (``SQLITE_DBCONFIG_DEFENSIVE``) keeps
-    the keyword: the ids are right either way, a submit just writes one more
-    page.
+    SQLite built to refuse schema edits (``SQLITE_DBCONFIG_DEFENSIVE``), or a
+    write lock held elsewhere, leaves the keyword (tried again at the next
+    open): the ids are right either way, a submit just writes one more page.
     """
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'tasks'")
     sql = row.fetchone()[0]
     if _KEYWORD not in sql:
         return True
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("BEGIN IMMEDIATE")
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         conn.execute("PRAGMA writable_schema = ON")
         conn.execute(
@@ -76,8 +76,9 @@ def drop_autoincrement(conn: sqlite3.Connection) -> bool:
         conn.execute("PRAGMA writable_schema = RESET")
         conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         conn.execute("PRAGMA writable_schema = RESET")
-        log.info("tasks keep AUTOINCREMENT (this SQLite refuses schema edits: %s)", exc)
+        log.info("tasks keep AUTOINCREMENT for now (%s)", exc)
         return False
     return True

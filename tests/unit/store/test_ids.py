@@ -67,16 +67,27 @@ def test_an_upgraded_database_keeps_counting_from_its_autoincrement_sequence(
         conn.close()
 
 
-def test_where_sqlite_refuses_schema_edits_the_keyword_stays_and_ids_stay_right(
-    db_path: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("statement", "error"),
+    [
+        # As a SQLite built with SQLITE_DBCONFIG_DEFENSIVE answers the edit.
+        ("UPDATE sqlite_master", "table sqlite_master may not be modified"),
+        # Another connection holds the write lock at that moment.
+        ("BEGIN IMMEDIATE", "database is locked"),
+    ],
+)
+def test_where_the_edit_cannot_be_made_the_keyword_stays_and_ids_stay_right(
+    db_path: str, monkeypatch: pytest.MonkeyPatch, statement: str, error: str
 ) -> None:
     build_old(db_path, 6)
-    # As a SQLite built with SQLITE_DBCONFIG_DEFENSIVE answers the edit.
     real = ids.Connection.execute
+    migrated: list[bool] = []
 
     def refusing(self: ids.Connection, sql: str, *args: Any) -> sqlite3.Cursor:
-        if sql.startswith("UPDATE sqlite_master"):
-            raise sqlite3.OperationalError("table sqlite_master may not be modified")
+        if migrated and sql.startswith(statement):
+            raise sqlite3.OperationalError(error)
+        if sql.startswith("PRAGMA user_version = 7"):
+            migrated.append(True)  # what follows is the edit's
         return real(self, sql, *args)
 
     monkeypatch.setattr(ids.Connection, "execute", refusing)
