@@ -34,12 +34,14 @@ class Connection(sqlite3.Connection):
 
 
 def take_ids(conn: sqlite3.Connection, n: int = 1) -> int:
-    """The first of ``n`` new consecutive task ids (inside a write transaction)."""
-    first = conn.next_task_id if isinstance(conn, Connection) else None
+    """The first of ``n`` new consecutive task ids (inside a write transaction).
+    A plain connection (not the store's) finds the next id each time."""
+    ours = conn if isinstance(conn, Connection) else None
+    first = None if ours is None else ours.next_task_id
     if first is None:
         first = int(conn.execute(_LARGEST, (_FLOOR,)).fetchone()[0]) + 1
-    if isinstance(conn, Connection):
-        conn.next_task_id = first + n
+    if ours is not None:
+        ours.next_task_id = first + n
     return first
 
 
@@ -48,9 +50,8 @@ def raise_floor(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE counters SET value = (" + _LARGEST + ") WHERE name = ?", (_FLOOR, _FLOOR))
 
 
-def drop_autoincrement(conn: sqlite3.Connection) -> bool:
-    """Take AUTOINCREMENT out of the ``tasks`` table's schema (schema 7 and on);
-    True once it is out.
+def drop_autoincrement(conn: sqlite3.Connection) -> None:
+    """Take AUTOINCREMENT out of the ``tasks`` table's schema (schema 7 and on).
 
     A rowid table stores its rows the same way with or without the keyword,
     so only the schema text changes (SQLite's documented way for changes that
@@ -62,7 +63,7 @@ def drop_autoincrement(conn: sqlite3.Connection) -> bool:
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'tasks'")
     sql = row.fetchone()[0]
     if _KEYWORD not in sql:
-        return True
+        return
     try:
         conn.execute("BEGIN IMMEDIATE")
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
@@ -80,5 +81,3 @@ def drop_autoincrement(conn: sqlite3.Connection) -> bool:
             conn.execute("ROLLBACK")
         conn.execute("PRAGMA writable_schema = RESET")
         log.info("tasks keep AUTOINCREMENT for now (%s)", exc)
-        return False
-    return True

@@ -83,10 +83,10 @@ INSERT INTO tasks (
     id, task_type, domain, key, label, priority, status, delayed, payload, group_key, parent_id,
     fail_fast, max_retries, retry_policy, created_at, run_after, expected_read, expected_write,
     expected_net_rx, expected_net_tx, ttl_ms, ttl_from, expires_at, on_dep_failure, depends_on,
-    recurring_interval_ms, recurring_max, recurring_due_at, pause_reasons, paused_at, tags,
-    key_hash
+    recurring_interval_ms, recurring_max, recurring_due_at, schedule_id, pause_reasons, paused_at,
+    tags, key_hash
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-    ?, ?)
+    ?, ?, ?)
 """
 
 
@@ -176,9 +176,10 @@ def _task_params(
     """_INSERT_TASK's parameters, by position (binding 31 names cost 10 us);
     ``h``: the key's hash, when already computed."""
     io = item.expected_io
-    due = None
+    due = schedule_id = None
     if item.recurring_interval_ms is not None:
         due = item.run_after if item.run_after is not None else now
+        schedule_id = task_id  # the first occurrence names its schedule
     return (
         task_id,
         item.task_type,
@@ -208,6 +209,7 @@ def _task_params(
         item.recurring_interval_ms,
         item.recurring_max,
         due,
+        schedule_id,
         reasons,
         now if reasons else None,
         item.tags_json,
@@ -273,8 +275,6 @@ def _insert_new(
     task_id = take_ids(conn)
     conn.execute(_INSERT_TASK, _task_params(task_id, item, now, status, reasons, h))
     _insert_tags(conn, task_id, item.tags)
-    if item.recurring_interval_ms is not None:
-        conn.execute("UPDATE tasks SET schedule_id = id WHERE id = ?", (task_id,))
     if waiting:
         conn.executemany(
             "INSERT OR IGNORE INTO task_deps (task_id, depends_on_id) VALUES (?, ?)",
@@ -300,7 +300,7 @@ def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Paus
     old = record_from_row(existing)
     status = old.status
     if item.on_duplicate == "supersede":
-        return _supersede(conn, item, existing, now, pauses)
+        return _supersede(conn, item, existing, now, pauses, h)
     if status in (Status.PENDING, Status.PAUSED, Status.BLOCKED) and item.priority < old.priority:
         conn.execute("UPDATE tasks SET priority = ? WHERE id = ?", (item.priority, old.id))
         rec = old.evolve(priority=item.priority, effective_priority=item.priority)
@@ -318,7 +318,12 @@ def _submit_one(conn: sqlite3.Connection, item: NewTask, now: int, pauses: _Paus
 
 
 def _supersede(
-    conn: sqlite3.Connection, item: NewTask, existing: sqlite3.Row, now: int, pauses: _Pauses
+    conn: sqlite3.Connection,
+    item: NewTask,
+    existing: sqlite3.Row,
+    now: int,
+    pauses: _Pauses,
+    h: int,
 ) -> SubmitEffect:
     """Replace the task holding the key: it goes to history as ``superseded`` (its
     children are cancelled) and the new task takes its place with a new id; tasks
@@ -328,7 +333,7 @@ def _supersede(
     cascade = Effects()
     cancelled = _cancel_children(conn, old.id, now, "superseded", cascade)
     _delete_active(conn, old.id)
-    new = record_from_new(*_insert_new(conn, item, now, pauses))
+    new = record_from_new(*_insert_new(conn, item, now, pauses, h))
     conn.execute("UPDATE task_deps SET depends_on_id = ? WHERE depends_on_id = ?", (new.id, old.id))
     waiting = [
         r[0]
