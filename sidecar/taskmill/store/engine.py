@@ -287,11 +287,17 @@ class Engine:
             self._on_thread_count -= 1
 
     def _idle(self) -> bool:
+        # A checkpoint that is due goes first. A caller that awaits one inline
+        # write after another never yields to the event loop, so the task that
+        # would run the checkpoint never started and the WAL grew without
+        # bound: 183 MB after 10,000 sequential submits, each commit slower as
+        # it appended (synchronous=FULL: 370-520 us against 210 us a commit).
         return (
             self.inline
             and not self._flushing
             and not self._queue
             and self._on_thread_count == 0
+            and self._checkpointing is None
             and not self._closed
         )
 
