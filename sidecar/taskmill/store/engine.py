@@ -10,9 +10,13 @@ When the database thread is idle, an operation runs inline on the event loop
 thread instead: the hop to a thread and back costs more than a short
 transaction, and with WAL and ``synchronous=NORMAL`` a commit does not fsync.
 The only fsyncs, checkpoints, are run on the database thread every
-:data:`CHECKPOINT_EVERY` commits. If the database is locked by another
-process, the inline attempt gives way at once and the operation waits on the
-database thread (up to the busy timeout) instead.
+:data:`CHECKPOINT_EVERY` commits. With ``synchronous=FULL`` an inline commit
+does fsync on the loop thread (0.2-0.7 ms here; at most 8.5 ms beside a
+3 GB write); on the thread, the hop cost a sequential submit 200-250 us more
+(2,153-2,661 against 1,453-1,719 a second), so ``FULL`` runs inline too.
+If the database is locked by another process, the inline attempt gives way
+at once and the operation waits on the database thread (up to the busy
+timeout) instead.
 
 The file at the path must stay the file we opened. A "clear app data" button,
 a restore or a sync tool can delete or replace it (or its ``-wal``) under a
