@@ -674,3 +674,22 @@ async def test_a_caller_that_never_yields_still_gets_checkpoints(
         await sched.submit("t::echo", {"i": i, "pad": "x" * 3000})
     wal = _size(db_path + "-wal")
     assert wal < 3 * CHECKPOINT_WAL_BYTES, wal
+
+
+async def test_a_caller_that_never_yields_does_not_hold_the_event_loop(
+    make_scheduler: MakeScheduler,
+) -> None:
+    """Inline submits never suspend, so nothing else on the loop ran until the
+    caller's loop ended; after INLINE_STREAK of them in a row, the next yields
+    first, and tasks start while the caller goes on submitting."""
+    from taskmill.store.engine import INLINE_STREAK
+
+    started: list[Any] = []
+
+    async def record(payload: Any, ctx: Any) -> None:
+        started.append(payload)
+
+    sched = await make_scheduler(domain_with(record=record), max_concurrency=2)
+    for i in range(INLINE_STREAK + 8):  # well under a checkpoint's worth of WAL
+        await sched.submit("t::record", i)
+    assert started, "no task started while the caller was submitting"

@@ -68,6 +68,13 @@ CHECKPOINT_EVERY = 256
 #: short tasks).
 CHECKPOINT_WAL_BYTES = 1 << 20
 
+#: Inline operations in a row, with no turn of the event loop between them,
+#: after which the next one yields first. A caller that awaits one write or
+#: read after another never suspends otherwise, and nothing else on the loop
+#: would run meanwhile: no task would start, no event would go out, and an
+#: app whose UI shares the loop would freeze for the whole loop of submits.
+INLINE_STREAK = 32
+
 
 class _Busy(Exception):
     """The write lock is held by another connection (inline attempts only)."""
@@ -234,6 +241,8 @@ class Engine:
         self._closed = False
         #: Operations handed to the database thread and not finished yet.
         self._on_thread_count = 0
+        #: Inline operations since the event loop last had a turn.
+        self._streak = 0
         self._commits = 0
         #: The WAL file's size when the last checkpoint ended.
         self._wal_floor = 0
@@ -305,6 +314,24 @@ class Engine:
             and not self._closed
         )
 
+    def _end_streak(self) -> None:
+        self._streak = 0
+
+    def _streak_due(self) -> bool:
+        """Count an inline operation; True once :data:`INLINE_STREAK` of them
+        ran without the event loop getting a turn."""
+        if self._streak == 0:
+            # Runs at the loop's next turn, whoever gives it.
+            asyncio.get_running_loop().call_soon(self._end_streak)
+        self._streak += 1
+        return self._streak > INLINE_STREAK
+
+    async def _idle_after_yield(self) -> bool:
+        await asyncio.sleep(0)
+        if self._closed:
+            raise StorageError("the store is closed")
+        return self._idle()
+
     def _lost(self) -> StorageError | None:
         if self.guard is None or self.guard.lost is None:
             return None
@@ -353,7 +380,7 @@ class Engine:
         lost = self._lost()
         if lost is not None:
             raise lost
-        if inline and self._idle():
+        if inline and self._idle() and (not self._streak_due() or await self._idle_after_yield()):
             try:
                 ((ok, value),) = _run_batch(self._raw(), [op], 0, self.guard)
             except _Busy:
@@ -408,7 +435,7 @@ class Engine:
         """
         if self._closed:
             raise StorageError("the store is closed")
-        if inline and self._idle():
+        if inline and self._idle() and (not self._streak_due() or await self._idle_after_yield()):
             try:
                 return op(self._raw())
             except sqlite3.OperationalError as exc:
