@@ -61,11 +61,13 @@ async def _open(path: Path, domain: Domain, **config: Any) -> Scheduler:
 MAX_WAL_BYTES = 6 << 20
 
 
-def _check_wal(path: Path) -> None:
+def _checked(path: Path, result: float) -> float:
+    """``result``, unless the run left a WAL over :data:`MAX_WAL_BYTES`."""
     wal = Path(f"{path}-wal")
     size = wal.stat().st_size if wal.exists() else 0
     if size > MAX_WAL_BYTES:
         raise RuntimeError(f"the WAL grew to {size} bytes: checkpoints did not run")
+    return result
 
 
 def submit_sequential(cfg: Config, n: int, synchronous: str = "NORMAL") -> float:
@@ -76,9 +78,7 @@ def submit_sequential(cfg: Config, n: int, synchronous: str = "NORMAL") -> float
                 t0 = time.perf_counter()
                 for i in range(n):
                     await sched.submit("bench::noop", i)
-                result = rate(n, time.perf_counter() - t0)
-                _check_wal(path)
-                return result
+                return _checked(path, rate(n, time.perf_counter() - t0))
             finally:
                 await sched.shutdown("hard")
 
@@ -98,9 +98,7 @@ def submit_concurrent(cfg: Config, n: int, submitters: int = 8) -> float:
             try:
                 t0 = time.perf_counter()
                 await asyncio.gather(*(worker(k) for k in range(submitters)))
-                result = rate(per * submitters, time.perf_counter() - t0)
-                _check_wal(path)
-                return result
+                return _checked(path, rate(per * submitters, time.perf_counter() - t0))
             finally:
                 await sched.shutdown("hard")
 
@@ -120,9 +118,7 @@ def submit_batches(cfg: Config, n: int, size: int = 1000) -> float:
                 t0 = time.perf_counter()
                 for batch in subs:
                     await sched.submit_batch(batch)
-                result = rate(batches * size, time.perf_counter() - t0)
-                _check_wal(path)
-                return result
+                return _checked(path, rate(batches * size, time.perf_counter() - t0))
             finally:
                 await sched.shutdown("hard")
 

@@ -229,9 +229,9 @@ class Scheduler(Control, Queries):
 
         Each call is a transaction of its own, committed before it returns.
         For many tasks at once, :meth:`submit_batch` stores them 1,000 to a
-        transaction, several times faster (``docs/benchmarks.md``). A loop of single submits
-        yields to the event loop every few dozen calls, so tasks start and
-        events go out while it runs.
+        transaction, several times faster (``docs/benchmarks.md``). A loop
+        of single submits yields to the event loop every few dozen calls, so
+        tasks start and events go out while it runs.
 
         Raises:
             UnknownTaskType, InvalidParams, PayloadTooLarge, ShuttingDown, StorageError.
